@@ -1,0 +1,168 @@
+"""The `tier` command (PRODUCT.md §5): list, eval, check, test.
+
+Unusable input (missing file, unknown ruleset, unreadable sheet, bad parameter) exits with status 2
+and one line on stderr — never a traceback (set TIERBOOK_DEBUG=1 to see one). A run in which some
+rows are ERROR still exits 0: those rows carry their codes in the output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from engine import api
+from engine import outputs as out
+from engine.compile import render_param
+from engine.errors import Problem, TierError
+from engine.ruleset import available_rulesets, read_ruleset
+
+EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def _params(pairs: Sequence[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise TierError(f"--param 需要 KEY=VALUE / --param expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        params[key.strip()] = value.strip()
+    return params
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.params:
+        definition = api.load_ruleset(args.params)
+        for param in definition.parameters:
+            label = param.zh or param.en
+            print(f"{param.key}\t{param.type}\t{render_param(api.compile(definition).params[param.key])}\t{label}")
+        return EXIT_OK
+    rows = []
+    for rid, path in sorted(available_rulesets().items()):
+        definition, problems = read_ruleset(path)
+        if definition is None:
+            rows.append({"id": rid, "version": "?", "title": f"(cannot load: {problems[0].message})"})
+            continue
+        title = " / ".join(t for t in (definition.title.zh, definition.title.en) if t)
+        rows.append({"id": definition.id, "version": definition.version, "title": title, "path": str(path)})
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    width = max((len(r["id"]) for r in rows), default=2)
+    print(f"{'id'.ljust(width)}  version  title")
+    for row in rows:
+        print(f"{row['id'].ljust(width)}  {row['version'].ljust(7)}  {row['title']}")
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from engine import io as tio
+    from engine.rows import alias_index
+
+    started = time.perf_counter()
+    compiled = api.compile(args.ruleset, _params(args.param))
+    if args.engine == "rete":
+        from engine.rete import rete_available
+
+        reason = rete_available()
+        if reason:
+            raise TierError(reason)
+    frame = tio.read_table(args.input, sheet=args.sheet, known_headers=set(alias_index(compiled.definition)))
+    result = api.evaluate(compiled, frame, engine=args.engine, explain=args.explain,
+                          sheet=frame.attrs.get("sheet", args.sheet or ""))
+    text = out.render_frame(result, compiled)
+    tio.write_table(result, text, args.output)
+    counts = result["status"].value_counts().to_dict()
+    changed = ", ".join(f"{k}={render_param(v)}" for k, v in compiled.overridden.items()) or "defaults"
+    print(f"{len(result)} rows → {args.output}: OK {counts.get('OK', 0)}, ERROR {counts.get('ERROR', 0)} "
+          f"(ruleset {compiled.id} {compiled.version}, engine {args.engine}, parameters: {changed}, "
+          f"{time.perf_counter() - started:.2f}s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    problems: list[Problem] = api.check_ruleset(args.ruleset)
+    for problem in problems:
+        print(problem.format())
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = len(problems) - len(errors)
+    print(f"{len(errors)} error(s), {warnings} warning(s)", file=sys.stderr)
+    return EXIT_FAILED if errors or (args.strict and problems) else EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from engine.examples import run_examples
+    from engine.rete import rete_available
+
+    engines = tuple(args.engine) if args.engine else ("vector",) + (() if rete_available() else ("rete",))
+    ids = [args.ruleset] if args.ruleset else sorted(available_rulesets())
+    failed = passed = 0
+    for rid in ids:
+        definition = api.load_ruleset(rid)
+        for result in run_examples(definition, engines):
+            if result.ok:
+                passed += 1
+                if args.verbose:
+                    print(result.describe())
+            else:
+                failed += 1
+                print(result.describe())
+    print(f"{passed} passed, {failed} failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tier", description="tierbook: grade rows by rulesets / 按规则分级")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="list rulesets (id, version, title)")
+    p_list.add_argument("--json", action="store_true", help="machine-readable output")
+    p_list.add_argument("--params", metavar="RULESET", help="list the parameters of one ruleset with defaults")
+    p_list.set_defaults(func=cmd_list)
+
+    p_eval = sub.add_parser("eval", help="evaluate a table file (.csv/.xlsx/.parquet)")
+    p_eval.add_argument("ruleset", help="ruleset id or path to a .yaml file")
+    p_eval.add_argument("input", help="input .csv, .xlsx or .parquet")
+    p_eval.add_argument("-o", "--output", required=True, help="output .csv, .xlsx or .parquet")
+    p_eval.add_argument("--sheet", help="sheet name for .xlsx input (default: the first sheet)")
+    p_eval.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    p_eval.add_argument("--engine", choices=["vector", "rete"], default="vector")
+    p_eval.add_argument("--explain", action="store_true", help="add a fired_rules column")
+    p_eval.set_defaults(func=cmd_eval)
+
+    p_check = sub.add_parser("check", help="static analysis of a ruleset")
+    p_check.add_argument("ruleset")
+    p_check.add_argument("--strict", action="store_true", help="fail on warnings too")
+    p_check.set_defaults(func=cmd_check)
+
+    p_test = sub.add_parser("test", help="run the examples embedded in rulesets")
+    p_test.add_argument("ruleset", nargs="?")
+    p_test.add_argument("--engine", action="append", choices=["vector", "rete", "scalar"])
+    p_test.add_argument("-v", "--verbose", action="store_true")
+    p_test.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TierError as exc:
+        print(f"tier: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        if isinstance(exc, TierError) and "\n" in str(exc):
+            for line in str(exc).splitlines()[1:]:
+                print(f"  {line}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except (OSError, ValueError, KeyError) as exc:
+        if os.environ.get("TIERBOOK_DEBUG"):
+            raise
+        print(f"tier: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

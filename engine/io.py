@@ -1,0 +1,260 @@
+"""Files in and out: CSV (UTF-8 with or without BOM, GBK/GB18030), .xlsx/.xlsm and Parquet.
+
+Reading keeps every cell as the user wrote it (CSV cells stay text, so `0012` and `12,000` reach
+the value parser untouched). Writing is atomic — a temporary file in the target's folder,
+replaced only when complete — so a crash never leaves half a file. Text that a spreadsheet would
+run as a formula is neutralised (OWASP CSV injection guidance).
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import InputError
+
+CSV_ENCODINGS = ("utf-8-sig", "gb18030")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_XLSX_UNCOMPRESSED = 1_000_000_000  # refuse zip bombs before inflating
+MAX_XLSX_RATIO = 200
+SUFFIXES = (".csv", ".xlsx", ".xlsm", ".parquet")
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"不支持的文件类型 / unsupported file type {suffix or '(none)'!r} for {path.name}; "
+                         f"use .csv, .xlsx, .xlsm or .parquet")
+    return suffix
+
+
+# --------------------------------------------------------------------------- reading
+def decode_csv_bytes(data: bytes, name: str = "") -> str:
+    """UTF-8 (with or without BOM) first, then GB18030 (a superset of GBK, what Chinese Excel saves)."""
+    for encoding in CSV_ENCODINGS:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InputError(f"{name}: 无法识别文件编码 / cannot decode the CSV as UTF-8 or GBK/GB18030; "
+                     f"save it as 'CSV UTF-8' from Excel")
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    text = decode_csv_bytes(path.read_bytes(), path.name)
+    if not text.strip():
+        raise InputError(f"{path.name}: 文件为空 / the CSV file is empty (no header row)")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=object, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=True)
+    except (pd.errors.ParserError, csv.Error) as exc:
+        raise InputError(f"{path.name}: CSV 格式错误 / malformed CSV: {exc}") from exc
+    _check_headers(frame.columns, path.name)
+    return frame
+
+
+def _check_headers(columns, where: str) -> None:
+    seen: set[str] = set()
+    for column in columns:
+        label = str(column)
+        if label.startswith("Unnamed: "):
+            continue
+        if label in seen or "." in label and label.rsplit(".", 1)[0] in seen and label.rsplit(".", 1)[1].isdigit():
+            base = label.rsplit(".", 1)[0] if label not in seen else label
+            raise InputError(f"{where}: 表头重复 / duplicated header {base!r}; every column needs its own header")
+        seen.add(label)
+
+
+def check_zip(path: Path) -> None:
+    """Refuse what is not a real xlsx, or would inflate absurdly (zip bomb), before openpyxl sees it."""
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path.name}: 不是有效的 Excel 文件 / not a valid .xlsx (not a zip archive; "
+                         f"password-protected or old .xls files must be re-saved as .xlsx)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            total = sum(i.file_size for i in infos)
+            packed = sum(i.compress_size for i in infos) or 1
+            if total > MAX_XLSX_UNCOMPRESSED or (total > 50_000_000 and total / packed > MAX_XLSX_RATIO):
+                raise InputError(f"{path.name}: 解压后过大 / the workbook would inflate to {total:,} bytes "
+                                 f"(ratio {total / packed:.0f}:1); refused as a possible zip bomb")
+            if "xl/workbook.xml" not in {i.filename for i in infos}:
+                raise InputError(f"{path.name}: 缺少 xl/workbook.xml / not an Excel workbook")
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{path.name}: 文件已损坏 / the workbook is damaged (truncated zip): {exc}") from exc
+
+
+def find_header_row(rows: list[tuple], known: set[str] | None = None) -> int:
+    """Index of the header row: the first row naming ≥2 known headers, else the first non-empty row."""
+    from engine.rows import normalize_header
+
+    first = None
+    for index, row in enumerate(rows[:30]):
+        cells = [c for c in row if c not in (None, "")]
+        if not cells:
+            continue
+        if first is None:
+            first = index
+        if known and sum(normalize_header(c) in known for c in cells) >= 2:
+            return index
+    if first is None:
+        raise InputError("工作表为空 / the sheet is empty (no header row)")
+    return first
+
+
+def read_xlsx(path: Path, sheet: str | None = None, known_headers: set[str] | None = None) -> pd.DataFrame:
+    check_zip(path)
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for damaged files
+        raise InputError(f"{path.name}: 无法打开工作簿 / cannot open the workbook: {exc}") from exc
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise InputError(f"{path.name}: 没有工作表 {sheet!r} / no sheet {sheet!r}; sheets: {', '.join(book.sheetnames)}")
+        worksheet = book[sheet] if sheet is not None else book.worksheets[0]
+        rows = [tuple(r) for r in worksheet.iter_rows(values_only=True)]
+    finally:
+        book.close()
+    start = find_header_row(rows, known_headers)
+    header = [("" if c is None else str(c)).strip() for c in rows[start]]
+    while header and header[-1] == "":
+        header.pop()
+    data = [list(r[:len(header)]) + [None] * (len(header) - len(r)) for r in rows[start + 1:]]
+    while data and all(c in (None, "") for c in data[-1]):
+        data.pop()
+    names = [h or f"column_{i + 1}" for i, h in enumerate(header)]
+    _check_headers(names, f"{path.name} [{worksheet.title}]")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"{path.name} [{worksheet.title}]: 表头重复 / duplicated header {dup!r}")
+    frame = pd.DataFrame(data, columns=names, dtype=object)
+    frame.attrs["sheet"] = worksheet.title
+    frame.attrs["header_row"] = start + 1
+    return frame
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow's errors are many and specific
+        raise InputError(f"{path.name}: 无法读取 Parquet / cannot read Parquet: {exc}") from exc
+
+
+def read_table(path: str | os.PathLike, sheet: str | None = None, known_headers: set[str] | None = None) -> pd.DataFrame:
+    """Any supported input file → DataFrame of raw cells (header row from the file)."""
+    file = Path(path)
+    kind = _kind(file)
+    if not file.is_file():
+        raise InputError(f"输入文件不存在 / input file not found: {file}")
+    if kind == ".csv":
+        return read_csv(file)
+    if kind in (".xlsx", ".xlsm"):
+        return read_xlsx(file, sheet, known_headers)
+    return read_parquet(file)
+
+
+# --------------------------------------------------------------------------- writing
+def neutralise_formula(text: str) -> str:
+    """OWASP CSV-injection guard: text a spreadsheet would run as a formula gets a leading quote.
+
+    Negative numbers like `-5` or `-0.3` stay as they are: they are data, not formulas.
+    """
+    if not text or not text.startswith(FORMULA_PREFIXES):
+        return text
+    if text[0] in "+-":
+        body = text[1:].replace(",", "")
+        with contextlib.suppress(ValueError):
+            float(body)
+            if body.strip() == body and body:
+                return text
+    return "'" + text
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """A temporary path beside target, moved over it only if the block completes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def write_csv(text_frame: pd.DataFrame, path: Path) -> None:
+    """Text frame → CSV, UTF-8 with BOM (Excel then shows Chinese correctly)."""
+    safe = text_frame.map(lambda v: neutralise_formula(v) if isinstance(v, str) else v)
+    with atomic_path(path) as tmp:
+        safe.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+
+
+def write_xlsx(frame: pd.DataFrame, text_frame: pd.DataFrame, path: Path, sheet: str = "结果") -> None:
+    """Typed values as Excel cells: numbers as numbers, dates as dates, text never as a formula."""
+    import xlsxwriter
+
+    with atomic_path(path) as tmp:
+        book = xlsxwriter.Workbook(str(tmp), {"strings_to_formulas": False, "strings_to_urls": False,
+                                              "strings_to_numbers": False})
+        sheet_obj = book.add_worksheet(sheet[:31])
+        bold = book.add_format({"bold": True})
+        date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
+        for col, name in enumerate(frame.columns):
+            sheet_obj.write_string(0, col, str(name), bold)
+            values = frame[name].to_numpy()
+            texts = text_frame[name].to_numpy()
+            for row, (value, text) in enumerate(zip(values, texts), start=1):
+                if text == "" or text is None:
+                    continue
+                if isinstance(value, (bool, np.bool_)):
+                    sheet_obj.write_boolean(row, col, bool(value))
+                elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                    sheet_obj.write_number(row, col, float(value))
+                elif isinstance(value, (pd.Timestamp, dt.datetime, dt.date, np.datetime64)):
+                    stamp = pd.Timestamp(value)
+                    sheet_obj.write_datetime(row, col, stamp.to_pydatetime().replace(tzinfo=None), date_fmt)
+                else:
+                    sheet_obj.write_string(row, col, str(text))
+            sheet_obj.set_column(col, col, max(10, min(40, len(str(name)) * 2)))
+        sheet_obj.freeze_panes(1, 0)
+        book.close()
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    clean = frame.copy()
+    for name in clean.columns:
+        if clean[name].dtype == object:
+            clean[name] = clean[name].map(lambda v: None if v is None else (v if isinstance(v, str) else str(v)))
+    with atomic_path(path) as tmp:
+        clean.to_parquet(tmp, index=False)
+
+
+def write_table(frame: pd.DataFrame, text_frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    file = Path(path)
+    kind = _kind(file)
+    if kind == ".csv":
+        write_csv(text_frame, file)
+    elif kind in (".xlsx", ".xlsm"):
+        if kind == ".xlsm":
+            raise InputError("结果不能写成 .xlsm / write results to .xlsx, .csv or .parquet "
+                             "(use `tier fill` to fill a macro workbook in place)")
+        write_xlsx(frame, text_frame, file)
+    else:
+        write_parquet(frame, file)

@@ -1,0 +1,238 @@
+"""Raw cells → typed input values, error codes and input notes (RULESETS §0.2–§0.6, §0.11).
+
+Two entry points that must agree exactly (the differential test compares them):
+`prepare_row` for the row-at-a-time engines and `prepare_table` for the vector engine.
+
+Order of work, the same in both:
+1. parse every input in column order (blank / valid / INVALID, then the declared range);
+2. blanks: MISSING when required (a `required` expression sees the other inputs with invalid or
+   blank ones replaced by their blank default), else the blank default and the blank note;
+3. cross-field checks, only when every input they use has no code and a value;
+4. codes and notes ordered by the column position they attach to (own code before checks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+import numpy as np
+
+from engine import expr as ex
+from engine.compile import CompiledInput, CompiledRuleset
+from engine.values import is_blank, parse_column, parse_value
+
+OWN_CODE = 0  # sub-position of an input's own MISSING/INVALID code; checks follow in file order
+
+
+@dataclass
+class PreparedRow:
+    values: dict[str, object]
+    errors: list[tuple[tuple[int, int], str]] = field(default_factory=list)  # ((position, sub), code)
+    notes: list[tuple[tuple[int, int], str]] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # code → human text (for Excel cells)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _kind(inp: CompiledInput) -> str:
+    return {"number": "number", "fraction": "number", "integer": "number", "date": "date",
+            "boolean": "boolean"}.get(inp.type, "text")
+
+
+def _out_of_range(inp: CompiledInput, value: object) -> str | None:
+    if not isinstance(value, Decimal):
+        return None
+    if inp.min is not None and value < inp.min:
+        return f"{value} 小于下限 {inp.min} / is below the minimum {inp.min}"
+    if inp.max is not None and value > inp.max:
+        return f"{value} 大于上限 {inp.max} / is above the maximum {inp.max}"
+    return None
+
+
+def _blank_default(inp: CompiledInput) -> object:
+    """The value a blank cell takes *for other inputs' required tests*: a literal default or blank."""
+    if isinstance(inp.default, ex.Literal):
+        return inp.default.value
+    return None
+
+
+def prepare_row(compiled: CompiledRuleset, raw: Mapping[str, Any]) -> PreparedRow:
+    """Validate one row given as input key → raw cell value (missing keys are blank)."""
+    position = compiled.position
+    values: dict[str, object] = {}
+    state: dict[str, str] = {}
+    row = PreparedRow(values=values)
+    for inp in compiled.inputs:
+        cell = raw.get(inp.key)
+        if is_blank(cell):
+            values[inp.key], state[inp.key] = None, "blank"
+            continue
+        value, problem = parse_value(cell, inp.type, inp.values or None)
+        problem = problem or _out_of_range(inp, value)
+        if problem:
+            values[inp.key], state[inp.key] = None, "invalid"
+            code = f"INVALID:{inp.key}"
+            row.errors.append(((position[inp.key], OWN_CODE), code))
+            row.reasons[code] = problem
+        else:
+            values[inp.key], state[inp.key] = value, "ok"
+
+    required_env = {inp.key: values[inp.key] if state[inp.key] == "ok" else _blank_default(inp)
+                    for inp in compiled.inputs}
+    for inp in compiled.inputs:
+        if state[inp.key] != "blank":
+            continue
+        required = inp.required
+        if isinstance(required, ex.Node):
+            required = ex.eval_scalar(required, required_env) is True
+        if required:
+            code = f"MISSING:{inp.key}"
+            row.errors.append(((position[inp.key], OWN_CODE), code))
+            row.reasons[code] = "必填项为空 / required value is blank"
+            state[inp.key] = "missing"
+            continue
+        if inp.default is not None:
+            values[inp.key] = ex.eval_scalar(inp.default, required_env)
+        if inp.blank_note:
+            row.notes.append(((position[inp.key], OWN_CODE), inp.blank_note))
+
+    for index, check in enumerate(compiled.checks, start=1):
+        if check.all_blank:
+            fails = all(is_blank(raw.get(key)) for key in check.all_blank)
+        else:
+            usable = all(state.get(key) in ("ok", "blank") and values.get(key) is not None for key in check.uses
+                         if key in state)
+            fails = usable and ex.eval_scalar(check.fails_when, values) is True
+        if fails:
+            row.errors.append(((position.get(check.at, len(position)), index), check.code))
+            row.reasons[check.code] = "交叉校验未通过 / cross-field check failed"
+    row.errors.sort(key=lambda item: item[0])
+    row.notes.sort(key=lambda item: item[0])
+    return row
+
+
+# --------------------------------------------------------------------------- vector
+@dataclass
+class PreparedTable:
+    n: int
+    env: dict[str, ex.Vec]
+    errors: list[tuple[tuple[int, int], str, np.ndarray]]  # (sort key, code, mask) in code order
+    notes: list[tuple[tuple[int, int], str, np.ndarray]]
+    uncertain: np.ndarray  # rows the float path cannot decide exactly → scalar re-evaluation
+
+    @property
+    def error_mask(self) -> np.ndarray:
+        mask = np.zeros(self.n, bool)
+        for _key, _code, rows in self.errors:
+            mask |= rows
+        return mask
+
+
+def _blank_vec(kind: str, n: int) -> ex.Vec:
+    if kind == "text":
+        return ex.Vec("text", np.full(n, None, dtype=object), None)
+    return ex.Vec(kind, np.full(n, np.nan), None)
+
+
+def _fill(vec: ex.Vec, mask: np.ndarray, other: ex.Vec) -> ex.Vec:
+    """vec with rows in mask taken from other (same kind)."""
+    if not mask.any():
+        return vec
+    values = vec.values.copy()
+    values[mask] = other.values[mask]
+    inexact = vec.inexact
+    if other.inexact is not None:
+        inexact = (np.zeros(len(values), bool) if inexact is None else inexact.copy())
+        inexact[mask] = other.inexact[mask]
+    return ex.Vec(vec.kind, values, inexact)
+
+
+def _broadcast(vec: ex.Vec, n: int) -> ex.Vec:
+    if len(vec.values) == n:
+        return vec
+    return ex.Vec(vec.kind, np.resize(vec.values, n), None if vec.inexact is None else np.resize(vec.inexact, n))
+
+
+def prepare_table(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int) -> PreparedTable:
+    """Validate a whole table given as input key → column of raw cells (absent keys are blank)."""
+    position = compiled.position
+    ctx = ex.VectorContext(n)
+    env: dict[str, ex.Vec] = {}
+    blank: dict[str, np.ndarray] = {}
+    bad: dict[str, np.ndarray] = {}
+    errors: list[tuple[tuple[int, int], str, np.ndarray]] = []
+    notes: list[tuple[tuple[int, int], str, np.ndarray]] = []
+    for inp in compiled.inputs:
+        kind = _kind(inp)
+        if inp.key not in columns:
+            env[inp.key] = _blank_vec(kind, n)
+            blank[inp.key] = np.ones(n, bool)
+            bad[inp.key] = np.zeros(n, bool)
+            continue
+        parsed = parse_column(columns[inp.key], inp.type, inp.values or None)
+        invalid = parsed.invalid.copy()
+        values = parsed.values
+        if kind == "number" and (inp.min is not None or inp.max is not None):
+            vec = ex.Vec("number", values, parsed.inexact)
+            for bound, op in ((inp.min, "<"), (inp.max, ">")):
+                if bound is None:
+                    continue
+                node = ex.Compare(op, ex.Name("v", 0), ex.Literal(bound, 0), 0)
+                invalid |= ex.eval_condition(node, {"v": vec}, ctx) & ~parsed.blank
+        if invalid.any():
+            values = values.copy()
+            values[invalid] = None if kind == "text" else np.nan
+            errors.append(((position[inp.key], OWN_CODE), f"INVALID:{inp.key}", invalid))
+        env[inp.key] = ex.Vec(kind, values, parsed.inexact if kind == "number" else None)
+        blank[inp.key] = parsed.blank
+        bad[inp.key] = invalid
+
+    required_env: dict[str, ex.Vec] = {}
+    for inp in compiled.inputs:
+        vec = env[inp.key]
+        default = _blank_default(inp)
+        if default is not None:
+            vec = _fill(vec, blank[inp.key] | bad[inp.key],
+                        _broadcast(ex.eval_vector(ex.Literal(default, 0), {}, ctx), n))
+        required_env[inp.key] = vec
+    missing_of: dict[str, np.ndarray] = {}
+    for inp in compiled.inputs:
+        rows = blank[inp.key]
+        if not rows.any():
+            missing_of[inp.key] = np.zeros(n, bool)
+            continue
+        if isinstance(inp.required, ex.Node):
+            missing = rows & ex.eval_condition(inp.required, required_env, ctx)
+        else:
+            missing = rows if inp.required else np.zeros(n, bool)
+        missing_of[inp.key] = missing
+        if missing.any():
+            errors.append(((position[inp.key], OWN_CODE), f"MISSING:{inp.key}", missing))
+        defaulted = rows & ~missing
+        if inp.default is not None and defaulted.any():
+            env[inp.key] = _fill(env[inp.key], defaulted,
+                                 _broadcast(ex.eval_vector(inp.default, required_env, ctx), n))
+        if inp.blank_note and defaulted.any():
+            notes.append(((position[inp.key], OWN_CODE), inp.blank_note, defaulted))
+
+    for index, check in enumerate(compiled.checks, start=1):
+        if check.all_blank:
+            fails = np.ones(n, bool)
+            for key in check.all_blank:
+                fails &= blank.get(key, np.ones(n, bool))
+        else:
+            usable = np.ones(n, bool)
+            for key in check.uses:
+                if key in env:
+                    usable &= ~bad[key] & ~missing_of[key]
+                    vec = env[key]
+                    usable &= (np.not_equal(vec.values, None) if vec.kind == "text" else ~np.isnan(vec.values))
+            fails = usable & ex.eval_condition(check.fails_when, env, ctx)
+        if fails.any():
+            errors.append(((position.get(check.at, len(position)), index), check.code, fails))
+    errors.sort(key=lambda item: item[0])
+    notes.sort(key=lambda item: item[0])
+    return PreparedTable(n=n, env=env, errors=errors, notes=notes, uncertain=ctx.uncertain)

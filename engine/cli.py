@@ -33,6 +33,15 @@ def _params(pairs: Sequence[str]) -> dict[str, str]:
     return params
 
 
+def _rete_reason() -> str | None:
+    """Why the rete engine cannot run here, or None."""
+    try:
+        from engine.rete import rete_available
+    except ImportError as exc:  # the wrapper itself is missing: a broken install
+        return f"rete engine unavailable: {exc}"
+    return rete_available()
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     if args.params:
         definition = api.load_ruleset(args.params)
@@ -65,9 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     compiled = api.compile(args.ruleset, _params(args.param))
     if args.engine == "rete":
-        from engine.rete import rete_available
-
-        reason = rete_available()
+        reason = _rete_reason()
         if reason:
             raise TierError(reason)
     frame = tio.read_table(args.input, sheet=args.sheet, known_headers=set(alias_index(compiled.definition)))
@@ -95,9 +102,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from engine.examples import run_examples
-    from engine.rete import rete_available
 
-    engines = tuple(args.engine) if args.engine else ("vector",) + (() if rete_available() else ("rete",))
+    engines = tuple(args.engine) if args.engine else ("vector",) + (() if _rete_reason() else ("rete",))
     ids = [args.ruleset] if args.ruleset else sorted(available_rulesets())
     failed = passed = 0
     for rid in ids:

@@ -98,7 +98,7 @@ class CompiledRuleset:
 # --------------------------------------------------------------------------- parameters
 def _literal_value(value: Any) -> object:
     """A YAML literal → the scalar value model (numbers exact, via their text)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, (bool, str, Decimal)) or value is None:
         return value
     if isinstance(value, (int, float)):
         return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)

@@ -120,6 +120,23 @@ def cmd_test(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_fill(args: argparse.Namespace) -> int:
+    from engine.fill import fill_workbook
+
+    report = fill_workbook(args.workbook, args.ruleset, sheet=args.sheet, output=args.output,
+                           params=_params(args.param), values=args.values, engine=args.engine)
+    print(report.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from engine.render import render_workbook
+
+    for page in render_workbook(args.workbook, args.output, dpi=args.dpi):
+        print(page)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tier", description="tierbook: grade rows by rulesets / 按规则分级")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +166,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_test.add_argument("--engine", action="append", choices=["vector", "rete", "scalar"])
     p_test.add_argument("-v", "--verbose", action="store_true")
     p_test.set_defaults(func=cmd_test)
+
+    p_fill = sub.add_parser("fill", help="fill the output columns of a workbook's table in place (.xlsx/.xlsm)")
+    p_fill.add_argument("workbook", help=".xlsx or .xlsm workbook whose table has the ruleset's input headers")
+    p_fill.add_argument("--ruleset", "-r", required=True, help="ruleset id or path to a .yaml file")
+    p_fill.add_argument("--sheet", help="sheet holding the table (default: the first sheet that has one)")
+    p_fill.add_argument("-o", "--output", help="write a new workbook instead of replacing WORKBOOK")
+    p_fill.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    p_fill.add_argument("--values", action="store_true", help="overwrite output cells that hold formulas")
+    p_fill.add_argument("--engine", choices=["vector", "rete"], default="vector")
+    p_fill.set_defaults(func=cmd_fill)
+
+    p_render = sub.add_parser("render", help="render a workbook to PNG pages (needs LibreOffice + poppler)")
+    p_render.add_argument("workbook")
+    p_render.add_argument("-o", "--output", required=True, help="folder for the PNG pages")
+    p_render.add_argument("--dpi", type=int, default=110)
+    p_render.set_defaults(func=cmd_render)
     return parser
 
 

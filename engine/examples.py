@@ -1,13 +1,12 @@
 """Run a ruleset's embedded examples (`tier test`, and the golden test of the suite).
 
 An example's input is a row as a CSV would hold it; its expectation is the text the output CSV
-shows. Numbers compare as exact decimals (`1.0` = `1`), everything else as text.
+shows, compared as exact text.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine import api
@@ -58,12 +57,8 @@ def _input_cell(value: Any) -> Any:
 
 
 def same(expected: str, got: str) -> bool:
-    if expected == got:
-        return True
-    try:
-        return Decimal(expected.replace(",", "")) == Decimal(got.replace(",", ""))
-    except (InvalidOperation, ValueError):
-        return False
+    """Exact text: the examples state what the CSV cell shows (`1.0` is not `1`)."""
+    return expected == got
 
 
 def run_example(definition: RulesetDef, index: int, example: ExampleDef, engine: str) -> ExampleResult:

@@ -119,21 +119,33 @@ def build_frame(source: pd.DataFrame, compiled: CompiledRuleset, columns: dict[s
 
 
 # --------------------------------------------------------------------------- rendering
-def render_number(value: float, integer: bool = False) -> str:
-    """Numbers as an analyst writes them: 100, 1.25, 0.33, 6000000 (no exponent, no trailing .0)."""
+def _pad(text: str, decimals: int) -> str:
+    if decimals <= 0:
+        return text
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(decimals, '0')}"
+
+
+def render_number(value: float, integer: bool = False, decimals: int = 0) -> str:
+    """Numbers as an analyst writes them: 100, 1.25, 0.33, 6000000 (no exponent, no stray .0).
+
+    `decimals` pads to a minimum number of decimals (budgets shown as 1.0, 24.0 like the spec).
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, Decimal):
         value = float(value)
-    if integer or float(value).is_integer():
+    if integer:
         return str(int(round(value)))
-    text = repr(float(value))
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    return text
+    if float(value).is_integer():
+        return _pad(str(int(value)), decimals)
+    # 15 significant digits: a float sum like 1000364.9900999999 shows as the decimal it stands for
+    # (1000364.9901), the same text the exact engine prints.
+    text = format(Decimal(format(float(value), ".15g")), "f")
+    return _pad(text.rstrip("0").rstrip(".") if "." in text else text, decimals)
 
 
-def render_cell(value: object, kind: str) -> str:
+def render_cell(value: object, kind: str, decimals: int = 0) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
@@ -147,13 +159,13 @@ def render_cell(value: object, kind: str) -> str:
     if isinstance(value, np.datetime64):
         return "" if np.isnat(value) else str(value.astype("datetime64[D]"))
     if kind in ("number", "integer") and isinstance(value, (float, int, Decimal, np.floating, np.integer)):
-        return render_number(float(value), integer=(kind == "integer"))
+        return render_number(float(value), integer=(kind == "integer"), decimals=decimals)
     if kind == "boolean" and isinstance(value, (float, bool, np.floating, np.bool_)):
         return "TRUE" if bool(value) else "FALSE"
     return str(value)
 
 
-def render_column(series: pd.Series, kind: str) -> pd.Series:
+def render_column(series: pd.Series, kind: str, decimals: int = 0) -> pd.Series:
     """One output column → text, vectorised for the common dtypes."""
     if series.dtype.kind == "M":
         text = series.dt.strftime("%Y-%m-%d")
@@ -166,10 +178,13 @@ def render_column(series: pd.Series, kind: str) -> pd.Series:
         if kind == "integer":
             integral = present
         if integral.any():
-            result[integral] = np.rint(values[integral]).astype(np.int64).astype(str).astype(object)
+            texts = np.rint(values[integral]).astype(np.int64).astype(str).astype(object)
+            if decimals and kind != "integer":
+                texts = texts + "." + "0" * decimals
+            result[integral] = texts
         other = present & ~integral
         if other.any():
-            result[other] = [render_number(float(v)) for v in values[other]]
+            result[other] = [render_number(float(v), decimals=decimals) for v in values[other]]
         if kind == "boolean":
             result[present] = np.where(values[present] != 0, "TRUE", "FALSE")
         return pd.Series(result, index=series.index, dtype=object)
@@ -178,12 +193,12 @@ def render_column(series: pd.Series, kind: str) -> pd.Series:
 
 def render_frame(frame: pd.DataFrame, compiled: CompiledRuleset) -> pd.DataFrame:
     """The whole result as text (CSV / Excel text view): outputs rendered, input columns as given."""
-    kinds = {o.key: o.type for o in compiled.definition.outputs}
+    kinds = {o.key: o for o in compiled.definition.outputs}
     out = {}
     for name in frame.columns:
         series = frame[name]
         if name in kinds:
-            out[name] = render_column(series, kinds[name])
+            out[name] = render_column(series, kinds[name].type, kinds[name].decimals)
         elif name in ("status", "errors", "notes", "fired_rules"):
             out[name] = series.fillna("").astype(object)
         else:

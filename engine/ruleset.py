@@ -167,6 +167,7 @@ class OutputDef:
     type: str = "text"
     tier: bool = False
     line: int | None = None
+    decimals: int = 0  # number outputs: at least this many decimals are shown (1.0, 24.0 as the spec writes)
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ _PARAM_FIELDS = {"type", "default", "zh", "en", "min", "max", "description", "un
 _CHECK_FIELDS = {"code", "at", "fails_when", "all_blank", "description"}
 _DECISION_FIELDS = {"id", "title", "hit", "aggregate", "rules", "compute", "note", "note_at", "description"}
 _RULE_FIELDS = {"id", "when", "then", "note", "note_at", "description"}
-_OUTPUT_FIELDS = {"key", "zh", "en", "type", "tier", "description", "unit"}
+_OUTPUT_FIELDS = {"key", "zh", "en", "type", "tier", "description", "unit", "decimals"}
 _EXAMPLE_FIELDS = {"name", "input", "expect", "params", "description"}
 
 
@@ -556,8 +557,12 @@ def _build_output(obj: dict, col: _Collector) -> OutputDef:
     typ = _scalar_text(obj.get("type") or "text")
     if typ not in OUTPUT_TYPES:
         col.add(_line(obj, "type"), "type", f"output {key!r}: unknown type {typ!r}", f"use one of {', '.join(OUTPUT_TYPES)}")
+    decimals = obj.get("decimals", 0)
+    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 10:
+        col.add(_line(obj, "decimals"), "structure", f"output {key!r}: decimals must be a whole number 0-10", "")
+        decimals = 0
     return OutputDef(key=key, zh=_scalar_text(obj.get("zh")), en=_scalar_text(obj.get("en")), type=typ,
-                     tier=bool(obj.get("tier", False)), line=_line(obj))
+                     tier=bool(obj.get("tier", False)), line=_line(obj), decimals=decimals)
 
 
 def _build_example(obj: dict, index: int, col: _Collector) -> ExampleDef:

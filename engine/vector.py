@@ -37,7 +37,10 @@ def _full(vec: ex.Vec, n: int) -> ex.Vec:
 
 def _assign(target: ex.Vec, rows: np.ndarray, source: ex.Vec) -> ex.Vec:
     if isinstance(source.values, np.ndarray) and len(source.values) == 1:
-        target.values[rows] = source.values[0]
+        value = source.values[0]
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            value = None if target.kind == "text" else np.nan  # a blank literal takes the target's blank
+        target.values[rows] = value
         if source.inexact is not None and source.inexact[0]:
             if target.inexact is None:
                 target.inexact = np.zeros(len(target.values), bool)

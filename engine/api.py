@@ -108,7 +108,23 @@ def evaluate(ruleset: str | os.PathLike | RulesetDef | CompiledRuleset, table: A
         result = _evaluate_vector(compiled, columns, len(frame), explain)
     else:
         result = _evaluate_rows(compiled, columns, len(frame), explain, engine)
-    return out.build_frame(frame, compiled, result, explain)
+    result_frame = out.build_frame(frame, compiled, result, explain)
+    result_frame.attrs["tierbook"] = run_info(compiled, engine)
+    return result_frame
+
+
+def run_info(compiled: CompiledRuleset, engine: str) -> dict[str, object]:
+    """What explains every figure of a run: ruleset, version, content digest, engine, changed parameters."""
+    from engine.compile import render_param
+
+    return {
+        "ruleset": compiled.id,
+        "version": compiled.version,
+        "digest": compiled.digest,
+        "engine": engine,
+        "parameters_changed": {k: render_param(v) for k, v in compiled.overridden.items()},
+        "parameters": {k: render_param(v) for k, v in compiled.params.items()},
+    }
 
 
 def evaluate_records(compiled: CompiledRuleset, records: Sequence[Mapping[str, Any]], engine: str = "scalar",

@@ -234,6 +234,19 @@ def write_xlsx(frame: pd.DataFrame, text_frame: pd.DataFrame, path: Path, sheet:
                     sheet_obj.write_string(row, col, str(text))
             sheet_obj.set_column(col, col, max(10, min(40, len(str(name)) * 2)))
         sheet_obj.freeze_panes(1, 0)
+        info = frame.attrs.get("tierbook")
+        if info:  # every figure explainable: which ruleset, version, parameters produced it
+            meta = book.add_worksheet("运行信息")
+            meta.write_row(0, 0, ["项目 / item", "值 / value"], bold)
+            rows = [("规则集 / ruleset", info["ruleset"]), ("版本 / version", info["version"]),
+                    ("摘要 / digest", info["digest"]), ("引擎 / engine", info["engine"])]
+            rows += [(f"参数 / parameter {k}" + (" (已修改 / changed)" if k in info["parameters_changed"] else ""), v)
+                     for k, v in info["parameters"].items()]
+            for index, (item, value) in enumerate(rows, start=1):
+                meta.write_string(index, 0, str(item))
+                meta.write_string(index, 1, str(value))
+            meta.set_column(0, 0, 48)
+            meta.set_column(1, 1, 30)
         book.close()
 
 

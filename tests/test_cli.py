@@ -78,13 +78,13 @@ def test_eval_xlsx_and_parquet_roundtrip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (("eval", "credit", "missing.csv", "-o", "x.csv"), "not found"),
-    (("eval", "credt", "{src}", "-o", "x.csv"), "Did you mean 'credit'"),
-    (("eval", "credit", "{src}", "-o", "x.csv", "--sheet", "nope"), None),
-    (("eval", "credit", "{xlsx}", "-o", "x.csv", "--sheet", "nope"), "no sheet 'nope'"),
-    (("eval", "credit", "{notzip}", "-o", "x.csv"), "not a valid .xlsx"),
-    (("eval", "credit", "{empty}", "-o", "x.csv"), "empty"),
-    (("eval", "credit", "{src}", "-o", "x.csv", "--param", "nope=1"), "unknown parameter"),
+    (("eval", "credit", "missing.csv", "-o", "{out}"), "not found"),
+    (("eval", "credt", "{src}", "-o", "{out}"), "Did you mean 'credit'"),
+    (("eval", "credit", "{src}", "-o", "{out}", "--sheet", "nope"), None),
+    (("eval", "credit", "{xlsx}", "-o", "{out}", "--sheet", "nope"), "no sheet 'nope'"),
+    (("eval", "credit", "{notzip}", "-o", "{out}"), "not a valid .xlsx"),
+    (("eval", "credit", "{empty}", "-o", "{out}"), "empty"),
+    (("eval", "credit", "{src}", "-o", "{out}", "--param", "nope=1"), "unknown parameter"),
     (("check", "no/such/file.yaml"), "not found"),
 ])
 def test_unusable_input_is_one_clear_line(tmp_path: Path, args, needle) -> None:
@@ -98,7 +98,7 @@ def test_unusable_input_is_one_clear_line(tmp_path: Path, args, needle) -> None:
     notzip.write_text("not a workbook")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    paths = {"src": src, "xlsx": xlsx, "notzip": notzip, "empty": empty}
+    paths = {"src": src, "xlsx": xlsx, "notzip": notzip, "empty": empty, "out": tmp_path / "x.csv"}
     run = tier(*[a.format(**paths) for a in args])
     if needle is None:  # --sheet with a CSV is simply ignored
         assert run.returncode == 0

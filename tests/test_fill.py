@@ -51,29 +51,18 @@ def _png() -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-def vba_project() -> Path:
-    """A real vbaProject.bin: the one our template builder writes, else the one xlwings ships."""
-    try:
-        from workbook_templates.vba_project import build_vba_project
+def vba_project(folder: Path) -> Path:
+    """A real vbaProject.bin (two sheets, a standard module), as our template builder writes it."""
+    from workbook_templates.vba_project import build_vba_project
 
-        return build_vba_project(REPO / "build" / "test_vbaProject.bin", macro_module=None)
-    except ImportError:
-        import xlwings
-
-        return Path(xlwings.__file__).parent / "quickstart.xlsm"
+    return build_vba_project(folder / "vbaProject.bin", sheet_count=2)
 
 
 def make_fixture(path: Path, with_outputs: bool = False) -> Path:
     """The macro workbook described in the module docstring."""
     book = xlsxwriter.Workbook(str(path))
     book.set_properties({"created": __import__("datetime").datetime(2024, 1, 1)})
-    vba = vba_project()
-    if vba.suffix == ".xlsm":
-        with zipfile.ZipFile(vba) as archive:
-            data = archive.read("xl/vbaProject.bin")
-        vba = path.parent / "vbaProject.bin"
-        vba.write_bytes(data)
-    book.add_vba_project(str(vba))
+    book.add_vba_project(str(vba_project(path.parent)))
     sheet = book.add_worksheet("客户")
     date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
     headers = CREDIT_HEADERS + (["状态", "客户等级"] if with_outputs else [])

@@ -268,6 +268,10 @@ def write_xlsx(example: Example, path: Path, sheet_name: str = "数据") -> None
     for c, header in enumerate(example.headers):
         sheet.set_column(c, c, max(11, min(28, len(header) * 2 + 2)), date_format if c in example.date_columns else None)
     sheet.freeze_panes(1, 0)
+    sheet.set_landscape()
+    sheet.set_paper(8)  # A3, one page wide: the filled table has two dozen columns
+    sheet.fit_to_pages(1, 0)
+    sheet.repeat_rows(0)
     book.close()
 
 

@@ -174,7 +174,7 @@ def ppm_to_png(ppm: bytes, trim: bool = True, margin: int = 16) -> bytes:
         if inked:
             top, bottom = max(inked[0] - margin, 0), min(inked[-1] + 1 + margin, height)
             first = min(len(row) - len(row.lstrip(b"\xff")) for row in rows[top:bottom]) // 3
-            last = max(len(row.rstrip(b"\xff")) for row in rows[top:bottom]) // 3 + 1
+            last = (max(len(row.rstrip(b"\xff")) for row in rows[top:bottom]) + 2) // 3
             left, right = max(first - margin, 0), min(last + margin, width)
     raw = b"".join(b"\x00" + row[left * 3:right * 3] for row in rows[top:bottom])
 

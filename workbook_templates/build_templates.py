@@ -592,12 +592,37 @@ def build_all(folder: Path = HERE) -> list[Path]:
     return [build_template(spec, folder) for spec in TEMPLATES]
 
 
+def render_docs(folder: Path = HERE.parent / "docs" / "templates", dpi: int = 120) -> list[Path]:
+    """PNG pages of each template and of a filled example, for people to look at (needs LibreOffice)."""
+    import shutil
+
+    from engine.fill import fill_workbook
+    from engine.render import render_workbook
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="tier-docs-") as scratch:
+        for spec in TEMPLATES:
+            written += render_workbook(HERE / f"{spec.stem}.xlsm", folder, dpi=dpi)
+        filled = Path(scratch) / "credit_customers_filled.xlsx"
+        shutil.copy(make_examples.EXAMPLES / "credit_customers.xlsx", filled)
+        fill_workbook(filled, "credit")
+        written += render_workbook(filled, folder, dpi=dpi, first_page=1, last_page=1)
+    return written
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="regenerate the workbook templates")
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--docs", action="store_true", help="also render PNGs into docs/templates (LibreOffice)")
     args = parser.parse_args(argv)
     for path in build_all(args.out):
         print(path)
+    if args.docs:
+        for path in render_docs():
+            print(path)
     return 0
 
 

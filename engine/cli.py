@@ -129,6 +129,24 @@ def cmd_fill(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import ReportOptions, build_report
+
+    staff = {role: int(count) for role, count in _params(args.staff).items()}
+    options = ReportOptions(key=args.key, group_by=args.group_by, owner=args.owner, balances=tuple(args.balance),
+                            capacity_days=args.capacity_days, calendar_by=args.by, staff=staff,
+                            tier_order=tuple(args.tier_order.split(",")) if args.tier_order else None)
+    report = build_report(args.ruleset, args.current, args.previous, args.output, params=_params(args.param),
+                          sheet=args.sheet, previous_sheet=args.previous_sheet, options=options)
+    moves = report.migration
+    print(f"{args.output}: {len(report.current.rows)} rows, as of {report.as_of}"
+          + (f"; up {moves.upgraded}, down {moves.downgraded}, new {moves.new}, exited {moves.exited}" if moves else "")
+          + f"; {len(report.calendar)} visits planned", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"  {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from engine.render import render_workbook
 
@@ -176,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_fill.add_argument("--values", action="store_true", help="overwrite output cells that hold formulas")
     p_fill.add_argument("--engine", choices=["vector", "rete"], default="vector")
     p_fill.set_defaults(func=cmd_fill)
+
+    p_report = sub.add_parser("report", help="quarterly tier report workbook (distribution, migration, visits, workload)")
+    p_report.add_argument("--ruleset", "-r", required=True, help="ruleset id or path to a .yaml file")
+    p_report.add_argument("--current", required=True, help="this quarter's table, raw or evaluated (.csv/.xlsx/.parquet)")
+    p_report.add_argument("--previous", help="last quarter's table, raw or evaluated (for the migration matrix)")
+    p_report.add_argument("-o", "--output", required=True, help="report .xlsx")
+    p_report.add_argument("--key", help="column matching rows across quarters (default: the first text input)")
+    p_report.add_argument("--group-by", help="column to break the distribution down by (branch, owner, ...)")
+    p_report.add_argument("--owner", help="column naming the person who owns each row (workload per person)")
+    p_report.add_argument("--balance", action="append", default=[], metavar="COLUMN", help="balance/amount column")
+    p_report.add_argument("--capacity-days", type=float, default=20.0, help="working days per person per month")
+    p_report.add_argument("--staff", action="append", default=[], metavar="ROLE=N", help="headcount of an owner role")
+    p_report.add_argument("--tier-order", help="tiers best to worst, comma-separated (default: from the ruleset)")
+    p_report.add_argument("--by", choices=["week", "month"], default="week", help="visit calendar grouping")
+    p_report.add_argument("--sheet", help="sheet of the current table (.xlsx)")
+    p_report.add_argument("--previous-sheet", help="sheet of the previous table (.xlsx)")
+    p_report.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    p_report.set_defaults(func=cmd_report)
 
     p_render = sub.add_parser("render", help="render a workbook to PNG pages (needs LibreOffice + poppler)")
     p_render.add_argument("workbook")

@@ -85,11 +85,27 @@ def _as_frame(table: Any) -> pd.DataFrame:
 
 
 def input_columns(compiled: CompiledRuleset, frame: pd.DataFrame, sheet: str = "") -> dict[str, Any]:
-    """input key → the frame's column (by header or alias)."""
+    """input key → the frame's column (by header or alias), as the pandas Series itself.
+
+    The Series keeps its dtype: `parse_column` reads arrow-backed text and nullable booleans
+    without a detour through Python objects (that detour was a third of a 1M-row run, issue 8).
+    The row engines see the cells through `_cells`.
+    """
     found = map_headers(frame.columns, compiled.definition, sheet=sheet)
-    return {key: frame[header].to_numpy(dtype=object) if frame[header].dtype == object or
-            str(frame[header].dtype) in ("str", "string") else frame[header].to_numpy()
-            for key, header in found.items()}
+    return {key: frame[header] for key, header in found.items()}
+
+
+def _cells(column: Any) -> np.ndarray:
+    """A column's raw cells as the row-at-a-time engines read them (objects for text)."""
+    if isinstance(column, pd.Series):
+        if column.dtype == object or str(column.dtype) in ("str", "string"):
+            return column.to_numpy(dtype=object)
+        return column.to_numpy()
+    return column
+
+
+def _take(column: Any, rows: np.ndarray) -> Any:
+    return column.iloc[rows] if isinstance(column, pd.Series) else np.asarray(column)[rows]
 
 
 def evaluate(ruleset: str | os.PathLike | RulesetDef | CompiledRuleset, table: Any,
@@ -148,9 +164,15 @@ def _row_engine(name: str):
 
 def _evaluate_rows(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int, explain: bool,
                    engine: str, rows_index: Iterable[int] | None = None) -> dict[str, np.ndarray]:
-    indices = list(range(n)) if rows_index is None else list(rows_index)
-    keys = list(columns)
-    prepared = [prepare.prepare_row(compiled, {k: columns[k][i] for k in keys}) for i in indices]
+    if rows_index is None:
+        indices = list(range(n))
+        cells = {k: _cells(column) for k, column in columns.items()}
+    else:
+        indices = list(rows_index)
+        chosen = np.asarray(indices, dtype=np.intp)
+        cells = {k: _cells(_take(column, chosen)) for k, column in columns.items()}
+    keys = list(cells)
+    prepared = [prepare.prepare_row(compiled, {k: cells[k][i] for k in keys}) for i in range(len(indices))]
     ok_rows = [p for p in prepared if p.ok]
     decisions = iter(_row_engine(engine)(compiled, [p.values for p in ok_rows]) if ok_rows else [])
     position = compiled.position
@@ -187,6 +209,9 @@ def _evaluate_rows(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int
 
 
 # --------------------------------------------------------------------------- vector engine
+_STATUS_TEXT = np.array(["OK", "ERROR"], dtype=object)  # indexed by the error mask: no per-row str work
+
+
 def _evaluate_vector(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int,
                      explain: bool) -> dict[str, np.ndarray]:
     prepared = prepare.prepare_table(compiled, columns, n)
@@ -195,7 +220,7 @@ def _evaluate_vector(compiled: CompiledRuleset, columns: Mapping[str, Any], n: i
     ok = ~error
     position = compiled.position
     result: dict[str, np.ndarray] = {
-        "status": np.where(error, "ERROR", "OK").astype(object),
+        "status": _STATUS_TEXT[error.view(np.int8)],
         "errors": out.join_codes([(code, mask) for _key, code, mask in prepared.errors], n),
     }
     notes = [(key, code, mask & ok) for key, code, mask in prepared.notes]
@@ -203,12 +228,24 @@ def _evaluate_vector(compiled: CompiledRuleset, columns: Mapping[str, Any], n: i
               for i, (at, code, mask) in enumerate(decided.notes)]
     notes.sort(key=lambda item: item[0])
     result["notes"] = out.join_codes([(code, mask) for _key, code, mask in notes], n)
+    tier = compiled.definition.tier_output
+    coded: set[str] = set()
     for o in compiled.definition.outputs:
         vec = decided.env[o.key]
-        result[o.key] = out.vec_to_column(vec.kind, np.array(vec.values, copy=True))
+        if isinstance(vec, vector.CodedText):
+            # labels as codes: the ERROR rows' 待定/blank go in with the one gather that builds
+            # the object column (issue 8); the same values apply_error_rows would write
+            result[o.key] = vec.materialize(error, out.PENDING if o.key == tier else None)
+            coded.add(o.key)
+            continue
+        # A fact's array may be shared (an input, another fact): copy it before the in-place
+        # ERROR/exact patches below, unless decide_table made it for this fact alone or the
+        # conversion makes a new array anyway (dates). Copying every text output was 10 % of a run.
+        owned = o.key in decided.fresh or vec.kind == "date"
+        result[o.key] = out.vec_to_column(vec.kind, vec.values if owned else np.array(vec.values, copy=True))
     if explain:
         result["fired_rules"] = out.join_codes([(rule_id, mask & ok) for rule_id, mask in decided.fired], n)
-    out.apply_error_rows(compiled, result, error)
+    out.apply_error_rows(compiled, result, error, done=frozenset(coded))
     uncertain = np.nonzero(decided.uncertain)[0]
     if len(uncertain):
         exact = _evaluate_rows(compiled, columns, n, explain, "scalar", rows_index=uncertain)

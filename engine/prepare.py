@@ -142,12 +142,21 @@ def _fill(vec: ex.Vec, mask: np.ndarray, other: ex.Vec) -> ex.Vec:
     if not mask.any():
         return vec
     values = vec.values.copy()
-    values[mask] = other.values[mask]
+    # A one-row `other` is a constant (a literal default): stored as a scalar, never broadcast.
+    constant = len(other.values) == 1
+    values[mask] = other.values[0] if constant else other.values[mask]
     inexact = vec.inexact
     if other.inexact is not None:
         inexact = (np.zeros(len(values), bool) if inexact is None else inexact.copy())
-        inexact[mask] = other.inexact[mask]
+        inexact[mask] = other.inexact[0] if constant else other.inexact[mask]
     return ex.Vec(vec.kind, values, inexact)
+
+
+def _default_vec(node: ex.Node, env: Mapping[str, ex.Vec], ctx: ex.VectorContext) -> ex.Vec:
+    """A default's values: one row for a literal (see `_fill`), else the whole column."""
+    if isinstance(node, ex.Literal):
+        return ex.eval_vector(node, {}, ex.VectorContext(1))
+    return _broadcast(ex.eval_vector(node, env, ctx), ctx.n)
 
 
 def _broadcast(vec: ex.Vec, n: int) -> ex.Vec:
@@ -156,9 +165,54 @@ def _broadcast(vec: ex.Vec, n: int) -> ex.Vec:
     return ex.Vec(vec.kind, np.resize(vec.values, n), None if vec.inexact is None else np.resize(vec.inexact, n))
 
 
+_NAMES_READ: dict[str, frozenset[str]] = {}  # by CompiledRuleset.digest (content + bound parameters)
+
+
+def _names_read(compiled: CompiledRuleset) -> frozenset[str]:
+    """Every name an expression of the ruleset reads, and every output key (cached by digest)."""
+    cached = _NAMES_READ.get(compiled.digest)
+    if cached is None:
+        if len(_NAMES_READ) > 256:
+            _NAMES_READ.clear()
+        cached = _NAMES_READ[compiled.digest] = _collect_names_read(compiled)
+    return cached
+
+
+def _collect_names_read(compiled: CompiledRuleset) -> frozenset[str]:
+    names: set[str] = {o.key for o in compiled.definition.outputs}
+    nodes: list[ex.Node] = []
+    for decision in compiled.decisions:
+        for rule in decision.rules:
+            nodes.extend(node for _key, node in rule.assignments)
+            if rule.condition is not None:
+                nodes.append(rule.condition)
+    for check in compiled.checks:
+        names.update(check.all_blank)
+        names.update(check.uses)
+        if check.fails_when is not None:
+            nodes.append(check.fails_when)
+    for inp in compiled.inputs:
+        nodes.extend(node for node in (inp.required, inp.default) if isinstance(node, ex.Node))
+    for node in nodes:
+        names |= ex.free_names(node)
+    return frozenset(names)
+
+
+def _passthrough(inp: CompiledInput, read: frozenset[str]) -> bool:
+    """A text input nothing reads and that can carry no code or note (ids, names).
+
+    Its cells can be neither INVALID nor MISSING and no decision sees them, so parsing them
+    (a Python str per cell) is skipped: for a 1M-row table that was the largest single cost
+    of the prepare stage (issue 8).
+    """
+    return (inp.type == "text" and inp.key not in read and inp.required is False and inp.default is None
+            and not inp.blank_note)
+
+
 def prepare_table(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int) -> PreparedTable:
     """Validate a whole table given as input key → column of raw cells (absent keys are blank)."""
     position = compiled.position
+    read = _names_read(compiled)
     ctx = ex.VectorContext(n)
     env: dict[str, ex.Vec] = {}
     blank: dict[str, np.ndarray] = {}
@@ -167,7 +221,7 @@ def prepare_table(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int)
     notes: list[tuple[tuple[int, int], str, np.ndarray]] = []
     for inp in compiled.inputs:
         kind = _kind(inp)
-        if inp.key not in columns:
+        if inp.key not in columns or _passthrough(inp, read):
             env[inp.key] = _blank_vec(kind, n)
             blank[inp.key] = np.ones(n, bool)
             bad[inp.key] = np.zeros(n, bool)
@@ -195,8 +249,7 @@ def prepare_table(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int)
         vec = env[inp.key]
         default = _blank_default(inp)
         if default is not None:
-            vec = _fill(vec, blank[inp.key] | bad[inp.key],
-                        _broadcast(ex.eval_vector(ex.Literal(default, 0), {}, ctx), n))
+            vec = _fill(vec, blank[inp.key] | bad[inp.key], _default_vec(ex.Literal(default, 0), {}, ctx))
         required_env[inp.key] = vec
     missing_of: dict[str, np.ndarray] = {}
     for inp in compiled.inputs:
@@ -213,8 +266,7 @@ def prepare_table(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int)
             errors.append(((position[inp.key], OWN_CODE), f"MISSING:{inp.key}", missing))
         defaulted = rows & ~missing
         if inp.default is not None and defaulted.any():
-            env[inp.key] = _fill(env[inp.key], defaulted,
-                                 _broadcast(ex.eval_vector(inp.default, required_env, ctx), n))
+            env[inp.key] = _fill(env[inp.key], defaulted, _default_vec(inp.default, required_env, ctx))
         if inp.blank_note and defaulted.any():
             notes.append(((position[inp.key], OWN_CODE), inp.blank_note, defaulted))
 

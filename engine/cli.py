@@ -77,6 +77,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reason = _rete_reason()
         if reason:
             raise TierError(reason)
+    if args.engine == "dask" or _streams(args):  # issue 8: large files in chunks, or on Dask
+        return _eval_chunked(args, compiled, started)
     frame = tio.read_table(args.input, sheet=args.sheet, known_headers=set(alias_index(compiled.definition)))
     result = api.evaluate(compiled, frame, engine=args.engine, explain=args.explain,
                           sheet=frame.attrs.get("sheet", args.sheet or ""))
@@ -88,6 +90,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"(ruleset {compiled.id} {compiled.version}, engine {args.engine}, parameters: {changed}, "
           f"{time.perf_counter() - started:.2f}s)", file=sys.stderr)
     return EXIT_OK
+
+
+def _streams(args: argparse.Namespace) -> bool:
+    from engine.stream import should_stream
+
+    return args.engine in ("vector", "rete") and should_stream(args.input, args.output, args.chunk_rows)
+
+
+def _eval_chunked(args: argparse.Namespace, compiled, started: float) -> int:
+    """`tier eval` on a .csv/.parquet file chunk by chunk (engine.stream) or on Dask (engine.distributed)."""
+    if args.engine == "dask":
+        from engine.distributed import evaluate_file_dask
+
+        report = evaluate_file_dask(compiled.definition, args.input, args.output, params=_params(args.param),
+                                    explain=args.explain)
+    else:
+        from engine.stream import evaluate_file
+
+        report = evaluate_file(compiled, args.input, args.output, engine=args.engine, explain=args.explain,
+                               chunk_rows=args.chunk_rows, progress=True)
+    changed = ", ".join(f"{k}={render_param(v)}" for k, v in compiled.overridden.items()) or "defaults"
+    print(f"{report.rows} rows → {args.output}: OK {report.ok}, ERROR {report.error} "
+          f"(ruleset {compiled.id} {compiled.version}, engine {args.engine}, parameters: {changed}, "
+          f"{report.chunks} chunk(s), {time.perf_counter() - started:.2f}s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench import main as bench_main
+
+    return bench_main(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -170,9 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("-o", "--output", required=True, help="output .csv, .xlsx or .parquet")
     p_eval.add_argument("--sheet", help="sheet name for .xlsx input (default: the first sheet)")
     p_eval.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
-    p_eval.add_argument("--engine", choices=["vector", "rete"], default="vector")
+    p_eval.add_argument("--engine", choices=["vector", "rete", "dask"], default="vector",
+                        help="dask: partitions in parallel on a local Dask scheduler (pip install dask)")
     p_eval.add_argument("--explain", action="store_true", help="add a fired_rules column")
+    p_eval.add_argument("--chunk-rows", type=int, metavar="N",
+                        help="evaluate .csv/.parquet in chunks of N rows (Parquet input always streams)")
     p_eval.set_defaults(func=cmd_eval)
+
+    from engine.bench import add_arguments as add_bench_arguments
+
+    p_bench = sub.add_parser("bench", help="rows/s per engine × core ruleset × size, against a numpy baseline")
+    add_bench_arguments(p_bench)
+    p_bench.set_defaults(func=cmd_bench)
 
     p_check = sub.add_parser("check", help="static analysis of a ruleset")
     p_check.add_argument("ruleset")

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +27,33 @@ CSV_ENCODINGS = ("utf-8-sig", "gb18030")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_XLSX_UNCOMPRESSED = 1_000_000_000  # refuse zip bombs before inflating
 MAX_XLSX_RATIO = 200
+# Input size limits (PRODUCT §10 "huge inputs get a clear error"): a CSV file's bytes or a Parquet
+# file's uncompressed data, and columns in any table. Generous for real sheets (a 1,000,000-row
+# table of the core rulesets is ~150 MB of CSV); the environment variables lower or raise them.
+MAX_INPUT_BYTES = 2_000_000_000
+MAX_COLUMNS = 16_384  # Excel's own column limit: a wider table did not come from a spreadsheet
 SUFFIXES = (".csv", ".xlsx", ".xlsm", ".parquet")
+OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")  # encrypted (password-protected) OOXML and legacy .xls
+# Test hook: seconds to sleep in `atomic_path` just before the replace, so a test can kill a
+# writing process at the worst moment and check that the target is intact. Never set in use.
+PAUSE_ENV = "TIERBOOK_TEST_PAUSE_BEFORE_REPLACE"
+
+
+def _limit(name: str, default: int) -> int:
+    """A size limit, overridable by an environment variable of that name (TIERBOOK_MAX_…)."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise InputError(f"环境变量 {name} 不是整数 / {name} must be a whole number, got {raw!r}") from None
+
+
+def max_input_bytes() -> int:
+    return _limit("TIERBOOK_MAX_INPUT_BYTES", MAX_INPUT_BYTES)
+
+
+def max_columns() -> int:
+    return _limit("TIERBOOK_MAX_COLUMNS", MAX_COLUMNS)
 
 
 def _kind(path: Path) -> str:
@@ -50,9 +77,14 @@ def decode_csv_bytes(data: bytes, name: str = "") -> str:
 
 
 def read_csv(path: Path) -> pd.DataFrame:
+    size, limit = path.stat().st_size, max_input_bytes()
+    if size > limit:
+        raise InputError(f"{path.name}: 文件过大 / the CSV is {size:,} bytes, over the limit of {limit:,} "
+                         f"(TIERBOOK_MAX_INPUT_BYTES); split it or convert it to Parquet")
     text = decode_csv_bytes(path.read_bytes(), path.name)
     if not text.strip():
         raise InputError(f"{path.name}: 文件为空 / the CSV file is empty (no header row)")
+    _check_csv_width(text, path.name)
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=object, keep_default_na=False, na_filter=False,
                             skip_blank_lines=True)
@@ -60,6 +92,19 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise InputError(f"{path.name}: CSV 格式错误 / malformed CSV: {exc}") from exc
     _check_headers(frame.columns, path.name)
     return frame
+
+
+def _check_csv_width(text: str, name: str) -> None:
+    """Count the header's columns before pandas builds them (a 10-million-column line is a hang)."""
+    first = next(csv.reader(io.StringIO(text[:1_000_000].lstrip("\r\n"))), [])
+    _check_width(len(first), name)
+
+
+def _check_width(count: int, where: str) -> None:
+    limit = max_columns()
+    if count > limit:
+        raise InputError(f"{where}: 列数过多 / {count:,} columns, over the limit of {limit:,} "
+                         f"(TIERBOOK_MAX_COLUMNS); is the delimiter right?")
 
 
 def _check_headers(columns, where: str) -> None:
@@ -74,11 +119,31 @@ def _check_headers(columns, where: str) -> None:
         seen.add(label)
 
 
+def _not_a_zip(path: Path) -> InputError:
+    """Why a file with an .xlsx name is not a zip: empty, encrypted/legacy, truncated or something else."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if not head:
+        return InputError(f"{path.name}: 文件为空 / the workbook file is empty (0 bytes)")
+    if head == OLE2_MAGIC:
+        return InputError(f"{path.name}: 工作簿有密码保护或是旧版 .xls / the workbook is password-protected "
+                          f"(encrypted) or an old .xls; remove the password and save it as .xlsx")
+    if head.startswith(b"PK"):
+        return InputError(f"{path.name}: 文件已损坏 / the workbook is damaged (truncated zip); "
+                          f"save it again from Excel or copy it again")
+    return InputError(f"{path.name}: 不是有效的 Excel 文件 / not a valid .xlsx (not a zip archive); "
+                      f"save it from Excel as .xlsx")
+
+
 def check_zip(path: Path) -> None:
-    """Refuse what is not a real xlsx, or would inflate absurdly (zip bomb), before openpyxl sees it."""
+    """Refuse what is not a real xlsx, or would inflate absurdly (zip bomb), before openpyxl sees it.
+
+    The sizes come from the zip's central directory. A member that lies about its size cannot
+    get past this either: Python's zipfile (which openpyxl reads through) stops inflating at the
+    declared size and then fails its CRC check.
+    """
     if not zipfile.is_zipfile(path):
-        raise InputError(f"{path.name}: 不是有效的 Excel 文件 / not a valid .xlsx (not a zip archive; "
-                         f"password-protected or old .xls files must be re-saved as .xlsx)")
+        raise _not_a_zip(path)
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -122,14 +187,23 @@ def read_xlsx(path: Path, sheet: str | None = None, known_headers: set[str] | No
     try:
         if sheet is not None and sheet not in book.sheetnames:
             raise InputError(f"{path.name}: 没有工作表 {sheet!r} / no sheet {sheet!r}; sheets: {', '.join(book.sheetnames)}")
+        if not book.worksheets:
+            raise InputError(f"{path.name}: 工作簿没有工作表 / the workbook has no worksheet")
         worksheet = book[sheet] if sheet is not None else book.worksheets[0]
+        # read-only mode parses the sheet XML only here, so damage inside it surfaces here
         rows = [tuple(r) for r in worksheet.iter_rows(values_only=True)]
+    except InputError:
+        raise
+    except Exception as exc:  # broken XML, CRC errors, openpyxl's many value errors
+        raise InputError(f"{path.name}: 工作表已损坏 / cannot read the sheet: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}") from exc
     finally:
         book.close()
     start = find_header_row(rows, known_headers)
     header = [("" if c is None else str(c)).strip() for c in rows[start]]
     while header and header[-1] == "":
         header.pop()
+    _check_width(len(header), f"{path.name} [{worksheet.title}]")
     data = [list(r[:len(header)]) + [None] * (len(header) - len(r)) for r in rows[start + 1:]]
     while data and all(c in (None, "") for c in data[-1]):
         data.pop()
@@ -145,8 +219,19 @@ def read_xlsx(path: Path, sheet: str | None = None, known_headers: set[str] | No
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
     try:
+        meta = pq.ParquetFile(path).metadata
+        inflated = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        _check_width(meta.num_columns, path.name)
+        limit = max_input_bytes()
+        if inflated > limit:
+            raise InputError(f"{path.name}: 文件过大 / the Parquet data is {inflated:,} bytes uncompressed, over the "
+                             f"limit of {limit:,} (TIERBOOK_MAX_INPUT_BYTES)")
         return pd.read_parquet(path)
+    except InputError:
+        raise
     except Exception as exc:  # pyarrow's errors are many and specific
         raise InputError(f"{path.name}: 无法读取 Parquet / cannot read Parquet: {exc}") from exc
 
@@ -192,6 +277,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        pause = os.environ.get(PAUSE_ENV)
+        if pause:
+            time.sleep(float(pause))
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -8,8 +8,10 @@ Semantic analysis (names, types, gaps, overlaps) is `engine.check`'s job.
 """
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import hashlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -44,7 +46,15 @@ class _Seq(list):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader + line numbers; refuses aliases (never needed in a ruleset, a blow-up risk)."""
+    """SafeLoader + line numbers; refuses aliases (never needed in a ruleset, a blow-up risk).
+
+    It also records keys given twice in one mapping: plain YAML keeps the last silently, so a
+    second `when:` or `then:` pasted into a rule would change what it does without a word.
+    """
+
+    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(stream)
+        self.duplicate_keys: list[tuple[object, int]] = []
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -61,6 +71,8 @@ class _LineLoader(yaml.SafeLoader):
         for key_node, _value in node.value:
             try:
                 key = self.construct_object(key_node, deep=True)
+                if key in mapping.key_lines:
+                    self.duplicate_keys.append((key, key_node.start_mark.line + 1))
                 mapping.key_lines[key] = key_node.start_mark.line + 1
             except TypeError:
                 pass
@@ -275,8 +287,9 @@ def read_ruleset(path: str | os.PathLike) -> tuple[RulesetDef | None, list[Probl
         text = raw_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return None, [Problem(file, None, "encoding", f"not UTF-8: {exc}", "save the file as UTF-8")]
+    loader = _LineLoader(text)  # a SafeLoader subclass: no Python objects are ever constructed
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 — _LineLoader is a SafeLoader subclass
+        doc = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else None
@@ -284,12 +297,22 @@ def read_ruleset(path: str | os.PathLike) -> tuple[RulesetDef | None, list[Probl
                               "fix the YAML syntax at this line (plain tags only: no !!python objects)")]
     except RecursionError:
         return None, [Problem(file, None, "too-deep", "YAML nesting is too deep", "flatten the structure")]
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4,300 digits
+        return None, [Problem(file, None, "yaml", f"YAML value cannot be read: {str(exc)[:200]}",
+                              "write numbers with at most a few dozen digits")]
+    finally:
+        loader.dispose()
     if not isinstance(doc, dict):
         return None, [Problem(file, 1, "structure", "a ruleset file must be a YAML mapping",
                               "start with `id: ...`, `version: ...`")]
     col = _Collector(file)
+    for key, line in loader.duplicate_keys:
+        col.add(line, "duplicate-key", f"key {key!r} appears twice in the same mapping (YAML keeps only the last)",
+                "delete one of the two entries")
     definition = _build(doc, col, file, hashlib.sha256(raw_bytes).hexdigest())
-    return (definition if not col.problems else definition), col.problems
+    # With problems the definition is a best effort (bad fields dropped) for `tier check`;
+    # `load_ruleset` refuses it.
+    return definition, col.problems
 
 
 def load_ruleset(ref: str | os.PathLike) -> RulesetDef:
@@ -327,6 +350,68 @@ def _check_fields(obj: dict, allowed: set[str], col: _Collector, what: str) -> N
 
 def _scalar_text(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+_SCALARS = (str, int, float, bool, dt.date)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _text_field(obj: dict, name: str, col: _Collector, what: str, *, numbers: bool = False) -> str | None:
+    """A field that must be text (an expression, a code, an input key): anything else is a problem.
+
+    Structural validation is the only guard in front of `compile_ruleset`, so a list or a
+    mapping where text belongs must stop here rather than surface as a TypeError later.
+    """
+    value = obj.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    if numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    col.add(_line(obj, name) or _line(obj), "structure", f"{what}: {name} must be text, got {_show(value)}",
+            f"write {name}: '...'")
+    return None
+
+
+def _scalar_list(obj: dict, name: str, col: _Collector, what: str) -> tuple[str, ...]:
+    """A list of plain values (aliases, enum values, input keys) as trimmed text."""
+    value = obj.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        col.add(_line(obj, name) or _line(obj), "structure", f"{what}: {name} must be a list, got {_show(value)}",
+                f"{name}: [a, b]")
+        return ()
+    items = []
+    for item in value:
+        if isinstance(item, _SCALARS):
+            items.append(str(item).strip())
+        else:
+            col.add(_line(value) or _line(obj, name), "structure",
+                    f"{what}: each entry of {name} must be a plain value, got {_show(item)}", "")
+    return tuple(items)
+
+
+def _number_field(obj: dict, name: str, col: _Collector, what: str) -> int | float | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    col.add(_line(obj, name) or _line(obj), "structure", f"{what}: {name} must be a number, got {_show(value)}", "")
+    return None
+
+
+def _scalar_field(obj: dict, name: str, col: _Collector, what: str) -> Any:
+    value = obj.get(name)
+    if value is None or isinstance(value, _SCALARS):
+        return value
+    col.add(_line(obj, name) or _line(obj), "structure",
+            f"{what}: {name} must be a plain value (text, number, true/false, date), got {_show(value)}", "")
+    return None
 
 
 _TOP_FIELDS = {"id", "version", "title", "source", "effective_date", "description", "inputs", "parameters",
@@ -433,25 +518,23 @@ def _build_input(obj: dict, col: _Collector) -> InputDef:
         close = difflib.get_close_matches(typ, INPUT_TYPES, n=1)
         col.add(_line(obj, "type") or _line(obj), "type", f"input {key!r}: unknown type {typ!r}",
                 f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(INPUT_TYPES)}")
-    values = obj.get("values") or []
+    values = _scalar_list(obj, "values", col, f"input {key!r}")
     if typ == "enum" and not values:
         col.add(_line(obj), "enum", f"input {key!r} is an enum without `values`", "list the allowed values")
-    aliases = obj.get("aliases") or []
-    if not isinstance(aliases, list):
-        col.add(_line(obj, "aliases"), "structure", f"input {key!r}: aliases must be a list", "aliases: [别名1, 别名2]")
-        aliases = []
+    aliases = _scalar_list(obj, "aliases", col, f"input {key!r}")
     required = obj.get("required", False)
     if not isinstance(required, (bool, str)):
         col.add(_line(obj, "required"), "structure", f"input {key!r}: required must be true/false or an expression", "")
         required = False
-    for bound in ("min", "max"):
-        if bound in obj and not isinstance(obj[bound], (int, float)) or isinstance(obj.get(bound), bool):
-            col.add(_line(obj, bound), "structure", f"input {key!r}: {bound} must be a number", "")
+    what = f"input {key!r}"
     return InputDef(
         key=key, type=typ, zh=_scalar_text(obj.get("zh")).strip(), en=_scalar_text(obj.get("en")).strip(),
-        aliases=tuple(str(a).strip() for a in aliases), values=tuple(str(v).strip() for v in values),
-        unit=_scalar_text(obj.get("unit")), min=obj.get("min"), max=obj.get("max"), required=required,
-        default=obj.get("default"), default_expr=obj.get("default_expr"), blank_note=obj.get("blank_note"),
+        aliases=aliases, values=values,
+        unit=_scalar_text(obj.get("unit")), min=_number_field(obj, "min", col, what),
+        max=_number_field(obj, "max", col, what), required=required,
+        default=_scalar_field(obj, "default", col, what),
+        default_expr=_text_field(obj, "default_expr", col, what, numbers=True),
+        blank_note=_text_field(obj, "blank_note", col, what),
         description=_scalar_text(obj.get("description")), line=_line(obj),
     )
 
@@ -476,8 +559,11 @@ def _build_params(obj: Any, col: _Collector, line: int | None) -> tuple[ParamDef
             col.add(pline, "type", f"parameter {key!r}: unknown type {typ!r}", f"use one of {', '.join(PARAM_TYPES)}")
         if "default" not in spec:
             col.add(pline, "missing-field", f"parameter {key!r} has no default", "add `default: ...`")
-        params.append(ParamDef(key=str(key), type=typ, default=spec.get("default"), zh=_scalar_text(spec.get("zh")),
-                               en=_scalar_text(spec.get("en")), min=spec.get("min"), max=spec.get("max"), line=pline))
+        what = f"parameter {key!r}"
+        params.append(ParamDef(key=str(key), type=typ, default=_scalar_field(spec, "default", col, what),
+                               zh=_scalar_text(spec.get("zh")), en=_scalar_text(spec.get("en")),
+                               min=_number_field(spec, "min", col, what), max=_number_field(spec, "max", col, what),
+                               line=pline))
     return tuple(params)
 
 
@@ -486,11 +572,12 @@ def _build_check(obj: dict, col: _Collector) -> CheckDef:
     code = _scalar_text(obj.get("code"))
     if not code:
         col.add(_line(obj), "missing-field", "check has no code", "add e.g. code: 'INVALID:end_date'")
-    all_blank = obj.get("all_blank") or []
+    what = f"check {code!r}"
+    all_blank = _scalar_list(obj, "all_blank", col, what)
     if ("fails_when" in obj) == bool(all_blank):
         col.add(_line(obj), "structure", f"check {code!r} needs exactly one of fails_when / all_blank", "")
-    return CheckDef(code=code, at=_scalar_text(obj.get("at")), fails_when=obj.get("fails_when"),
-                    all_blank=tuple(str(k) for k in all_blank), line=_line(obj))
+    return CheckDef(code=code, at=_text_field(obj, "at", col, what) or "",
+                    fails_when=_text_field(obj, "fails_when", col, what), all_blank=all_blank, line=_line(obj))
 
 
 def _build_decision(obj: dict, col: _Collector) -> DecisionDef:
@@ -506,8 +593,14 @@ def _build_decision(obj: dict, col: _Collector) -> DecisionDef:
         if not isinstance(compute, dict) or not compute:
             col.add(_line(obj, "compute"), "structure", f"decision {did!r}: compute must map fact → expression", "")
             compute = {}
+        for fact, value in list(compute.items()):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                col.add(_line(compute, fact), "structure",
+                        f"decision {did!r}: compute {fact!r} must be an expression text, got {_show(value)}", "")
+                compute = {k: v for k, v in compute.items() if k != fact}
         then = tuple((str(k), v if isinstance(v, str) and v.startswith("=") else f"={v}") for k, v in compute.items())
-        rule = RuleDef(id=did, when=None, then=then, note=obj.get("note"), note_at=obj.get("note_at"),
+        rule = RuleDef(id=did, when=None, then=then, note=_text_field(obj, "note", col, f"decision {did!r}"),
+                       note_at=_text_field(obj, "note_at", col, f"decision {did!r}"),
                        line=_line(obj), then_lines=tuple((str(k), _line(compute, k)) for k in compute))
         return DecisionDef(id=did, title=title, hit="compute", aggregate=None, rules=(rule,), line=_line(obj))
     hit = _scalar_text(obj.get("hit") or "first")
@@ -543,8 +636,14 @@ def _build_decision(obj: dict, col: _Collector) -> DecisionDef:
             when = None
         if isinstance(when, bool):
             when = "true" if when else "false"
+        for out_key, value in list(then.items()):
+            if value is not None and not isinstance(value, _SCALARS):
+                col.add(_line(then, out_key), "structure",
+                        f"rule {rule_id!r}: then {out_key!r} must be a plain value or '=expression', got {_show(value)}", "")
+                then = {k: v for k, v in then.items() if k != out_key}
         rules.append(RuleDef(id=rule_id, when=when, then=tuple((str(k), v) for k, v in then.items()),
-                             note=item.get("note"), note_at=item.get("note_at"), line=_line(item),
+                             note=_text_field(item, "note", col, f"rule {rule_id!r}"),
+                             note_at=_text_field(item, "note_at", col, f"rule {rule_id!r}"), line=_line(item),
                              then_lines=tuple((str(k), _line(then, k)) for k in then)))
     return DecisionDef(id=did, title=title, hit=hit, aggregate=aggregate, rules=tuple(rules), line=_line(obj))
 
@@ -561,8 +660,12 @@ def _build_output(obj: dict, col: _Collector) -> OutputDef:
     if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 10:
         col.add(_line(obj, "decimals"), "structure", f"output {key!r}: decimals must be a whole number 0-10", "")
         decimals = 0
+    tier = obj.get("tier", False)
+    if not isinstance(tier, bool):  # `tier: "no"` must not mark the column
+        col.add(_line(obj, "tier") or _line(obj), "structure", f"output {key!r}: tier must be true or false", "")
+        tier = False
     return OutputDef(key=key, zh=_scalar_text(obj.get("zh")), en=_scalar_text(obj.get("en")), type=typ,
-                     tier=bool(obj.get("tier", False)), line=_line(obj), decimals=decimals)
+                     tier=tier, line=_line(obj), decimals=decimals)
 
 
 def _build_example(obj: dict, index: int, col: _Collector) -> ExampleDef:

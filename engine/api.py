@@ -143,6 +143,16 @@ def run_info(compiled: CompiledRuleset, engine: str) -> dict[str, object]:
     }
 
 
+def evaluate_columns(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int,
+                     explain: bool = False) -> dict[str, np.ndarray]:
+    """Columns keyed by input key → result columns by name, with the vector engine.
+
+    The add-in's path: it already holds one array per input, so it skips the DataFrame round
+    trip (about a fifth of a 10,000-row TIER_TABLE call).
+    """
+    return _evaluate_vector(compiled, columns, n, explain)
+
+
 def evaluate_records(compiled: CompiledRuleset, records: Sequence[Mapping[str, Any]], engine: str = "scalar",
                      explain: bool = True) -> dict[str, np.ndarray]:
     """Rows already keyed by input key → output columns (used by the add-in for single rows)."""

@@ -285,8 +285,8 @@ def _record(engine: str, rid: str, rows: int, timing: Timing, baseline: Timing |
     ratio = timing.seconds / baseline.seconds if baseline is not None and baseline.seconds > 0 else None
     target, met = _targets(engine, rows, rows_per_s, ratio)
     return {"kind": "throughput", "engine": engine, "ruleset": rid, "rows": rows, "runs": timing.runs,
-            "seconds": round(timing.seconds, 4), "cpu_seconds": round(timing.cpu_seconds, 4),
-            "rows_per_s": round(rows_per_s), "baseline_seconds": None if baseline is None else round(baseline.seconds, 4),
+            "seconds": round(timing.seconds, 6), "cpu_seconds": round(timing.cpu_seconds, 6),
+            "rows_per_s": round(rows_per_s), "baseline_seconds": None if baseline is None else round(baseline.seconds, 6),
             "ratio_to_baseline": None if ratio is None else round(ratio, 3), "target": target, "meets_target": met}
 
 

@@ -21,8 +21,10 @@ per core). docs/SCALE.md is the guide for a real cluster. dask and pyspark are o
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -56,6 +58,19 @@ def _job(ruleset: Any, params: Mapping[str, Any] | None, explain: bool) -> Parti
     return PartitionJob(compiled.definition, dict(params or {}), explain)
 
 
+@contextlib.contextmanager
+def _quiet_dependencies() -> Iterator[None]:
+    """Silence the deprecation notices dask/pyspark raise about the pandas version they run on.
+
+    They concern the libraries' own use of pandas (pandas 3 deprecations), not anything a
+    tierbook user can act on, and `-W error` test runs would otherwise fail inside dask.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
 def _missing(package: str, extra: str = "scale") -> TierError:
     return TierError(f"{package} 未安装 / {package} is not installed: pip install \"tierbook[{extra}]\" "
                      f"(or pip install {package})")
@@ -73,23 +88,29 @@ def evaluate_dask(ruleset: Any, frame: Any, params: Mapping[str, Any] | None = N
     except ImportError as exc:
         raise _missing("dask") from exc
     if isinstance(frame, pd.DataFrame):
-        frame = dd.from_pandas(frame, npartitions=max(1, min(os.cpu_count() or 1, len(frame) // 50_000 or 1)))
+        import dask
+
+        with dask.config.set({"dataframe.convert-string": False}):  # the input columns keep their dtypes
+            frame = dd.from_pandas(frame, npartitions=max(1, min(os.cpu_count() or 1, len(frame) // 50_000 or 1)))
     job = _job(ruleset, params, explain)
     meta = job(frame._meta)
     return frame.map_partitions(job, meta=meta, enforce_metadata=False)
 
 
 def _read_dask(path: Path, blocksize: str) -> Any:
+    """The file as a Dask frame whose partitions hold what engine.io / engine.stream would read."""
+    import dask
     import dask.dataframe as dd
 
     from engine import io as tio
     from engine import stream
 
-    if path.suffix.lower() == ".parquet":
-        return dd.read_parquet(str(path), split_row_groups=True)
-    encoding = stream._csv_encoding(path)
-    frame = dd.read_csv(str(path), encoding=encoding, dtype=object, keep_default_na=False, na_filter=False,
-                        skip_blank_lines=True, blocksize=blocksize)
+    with dask.config.set({"dataframe.convert-string": False}):
+        if path.suffix.lower() == ".parquet":
+            return dd.read_parquet(str(path), split_row_groups="adaptive", blocksize=blocksize)
+        encoding = stream._csv_encoding(path)
+        frame = dd.read_csv(str(path), encoding=encoding, dtype=object, keep_default_na=False, na_filter=False,
+                            skip_blank_lines=True, blocksize=blocksize)
     tio._check_headers(frame.columns, path.name)
     return frame
 
@@ -118,15 +139,18 @@ def evaluate_file_dask(ruleset: Any, input_path: str | os.PathLike, output_path:
         import dask.dataframe  # noqa: F401
     except ImportError as exc:
         raise _missing("dask") from exc
-    frame = _read_dask(source, blocksize)
-    graded = evaluate_dask(compiled.definition, frame, params, explain)
-    parts = graded.to_delayed()
+    with _quiet_dependencies():
+        frame = _read_dask(source, blocksize)
+        graded = evaluate_dask(compiled.definition, frame, params, explain)
+        parts = graded.to_delayed()
     width = workers or os.cpu_count() or 1
     attrs = api.run_info(compiled, "dask")
 
     def results() -> Iterator[tuple[stream.Chunk, pd.DataFrame]]:
         for start in range(0, len(parts), width):
-            for result in dask.compute(*parts[start:start + width], scheduler="threads", num_workers=width):
+            with _quiet_dependencies():
+                computed = dask.compute(*parts[start:start + width], scheduler="threads", num_workers=width)
+            for result in computed:
                 result.attrs["tierbook"] = attrs
                 inputs = result.iloc[:, :len(frame.columns)]
                 yield stream.Chunk(inputs, None), result

@@ -61,7 +61,7 @@ def should_stream(input_path: str | os.PathLike, output_path: str | os.PathLike,
     source, target = Path(input_path), Path(output_path)
     if source.suffix.lower() not in STREAMABLE or target.suffix.lower() not in STREAMABLE:
         return False
-    if source.suffix.lower() == ".parquet" or chunk_rows:
+    if source.suffix.lower() == ".parquet" or chunk_rows is not None:
         return True
     try:
         return source.stat().st_size >= CSV_STREAM_MIN_BYTES
@@ -269,7 +269,7 @@ def evaluate_file(ruleset: Any, input_path: str | os.PathLike, output_path: str 
                          f"not {source.name} → {target.name}")
     if not source.is_file():
         raise InputError(f"输入文件不存在 / input file not found: {source}")
-    size = int(chunk_rows or DEFAULT_CHUNK_ROWS)
+    size = DEFAULT_CHUNK_ROWS if chunk_rows is None else int(chunk_rows)
     if size <= 0:
         raise InputError(f"--chunk-rows 必须为正数 / --chunk-rows must be positive, got {chunk_rows}")
     total = None

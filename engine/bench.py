@@ -284,7 +284,9 @@ def _record(engine: str, rid: str, rows: int, timing: Timing, baseline: Timing |
     rows_per_s = rows / timing.seconds if timing.seconds > 0 else float("inf")
     ratio = timing.seconds / baseline.seconds if baseline is not None and baseline.seconds > 0 else None
     target, met = _targets(engine, rows, rows_per_s, ratio)
+    cpu_rows_per_s = rows / timing.cpu_seconds if timing.cpu_seconds > 0 else float("inf")
     return {"kind": "throughput", "engine": engine, "ruleset": rid, "rows": rows, "runs": timing.runs,
+            "cpu_rows_per_s": round(cpu_rows_per_s),
             "seconds": round(timing.seconds, 6), "cpu_seconds": round(timing.cpu_seconds, 6),
             "rows_per_s": round(rows_per_s), "baseline_seconds": None if baseline is None else round(baseline.seconds, 6),
             "ratio_to_baseline": None if ratio is None else round(ratio, 3), "target": target, "meets_target": met}
@@ -310,21 +312,41 @@ def write_parquet_table(compiled: CompiledRuleset, rows: int, path: str, seed: i
             writer.close()
 
 
-def run_eval(rid: str, source: str, target: str, extra: Sequence[str] = ()) -> tuple[float, float, int]:
-    """`tier eval` in a child process → (wall seconds, peak RSS in MiB, exit status)."""
+_CHILD = """
+import sys
+from engine.cli import main
+status = main(sys.argv[1:])
+peak = ""
+try:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        peak = next((line.split()[1] for line in handle if line.startswith("VmHWM:")), "")
+except OSError:
+    pass
+print(f"TIER_BENCH_PEAK_KIB={peak}", file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def run_eval(rid: str, source: str, target: str, extra: Sequence[str] = ()) -> tuple[float, float, int, float]:
+    """`tier eval` in a child process → (wall seconds, peak RSS in MiB, exit status, CPU seconds).
+
+    The peak is the child's own VmHWM, read by the child at its end: `ru_maxrss` of a child
+    starts from the *parent's* high-water mark (Linux carries it across exec), which would
+    report this process's generated tables instead of tier eval's memory.
+    """
     import os
     import subprocess
 
-    command = [sys.executable, "-m", "engine.cli", "eval", rid, source, "-o", target, *extra]
+    command = [sys.executable, "-c", _CHILD, "eval", rid, source, "-o", target, *extra]
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = child.stderr.read() if child.stderr is not None else ""
     _pid, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    if child.stderr is not None:
-        child.stderr.close()
     child.returncode = os.waitstatus_to_exitcode(status)
-    peak_kib = usage.ru_maxrss  # kilobytes on Linux
-    return seconds, peak_kib / 1024, child.returncode
+    peak_kib = next((float(line.split("=", 1)[1]) for line in err.splitlines()
+                     if line.startswith("TIER_BENCH_PEAK_KIB=") and line.split("=", 1)[1]), float(usage.ru_maxrss))
+    return seconds, peak_kib / 1024, child.returncode, usage.ru_utime + usage.ru_stime
 
 
 def bench_eval(rulesets: Sequence[str], sizes: Sequence[int], log: Callable[[str], None] = lambda _t: None,
@@ -346,7 +368,7 @@ def bench_eval(rulesets: Sequence[str], sizes: Sequence[int], log: Callable[[str
                 log(f"{rid} {rows:,} rows: writing the Parquet input")
                 write_parquet_table(compiled, rows, source, seed=seed)
                 log(f"{rid} {rows:,} rows: tier eval")
-                seconds, peak, status = run_eval(rid, source, target)
+                seconds, peak, status, cpu = run_eval(rid, source, target)
                 peaks[rows] = peak
                 smallest = min(peaks)
                 growth = (peak - peaks[smallest]) / peaks[smallest] if rows != smallest else 0.0
@@ -358,6 +380,7 @@ def bench_eval(rulesets: Sequence[str], sizes: Sequence[int], log: Callable[[str
                     met = abs(growth) < 0.30 and status == 0
                 results.append({"kind": "tier-eval", "engine": "vector (tier eval, Parquet → Parquet)",
                                 "ruleset": rid, "rows": rows, "runs": 1, "seconds": round(seconds, 3),
+                                "cpu_seconds": round(cpu, 3),
                                 "rows_per_s": round(rows / seconds), "peak_rss_mib": round(peak, 1),
                                 "peak_growth_vs_smallest": round(growth, 3), "exit_status": status,
                                 "input_mib": round(os.path.getsize(source) / 2**20, 1),
@@ -387,8 +410,8 @@ def add_arguments(parser) -> None:  # argparse.ArgumentParser
 
 
 def _fmt_table(results: list[dict[str, object]]) -> str:
-    lines = [f"{'engine':15s} {'ruleset':14s} {'rows':>10s} {'median s':>9s} {'rows/s':>11s} {'baseline s':>10s} "
-             f"{'ratio':>6s}  target"]
+    lines = [f"{'engine':15s} {'ruleset':14s} {'rows':>10s} {'median s':>9s} {'rows/s':>11s} {'cpu rows/s':>11s} "
+             f"{'baseline s':>10s} {'ratio':>6s}  target"]
     for item in results:
         if item["kind"] != "throughput":
             continue
@@ -396,15 +419,16 @@ def _fmt_table(results: list[dict[str, object]]) -> str:
         base = "" if item["baseline_seconds"] is None else f"{item['baseline_seconds']:.4f}"
         verdict = "" if item["meets_target"] is None else ("OK " if item["meets_target"] else "MISSED ") + str(item["target"])
         lines.append(f"{item['engine']:15s} {item['ruleset']:14s} {item['rows']:>10,} {item['seconds']:>9.4f} "
-                     f"{item['rows_per_s']:>11,} {base:>10s} {ratio:>6s}  {verdict}")
+                     f"{item['rows_per_s']:>11,} {item['cpu_rows_per_s']:>11,} {base:>10s} {ratio:>6s}  {verdict}")
     evals = [item for item in results if item["kind"] == "tier-eval"]
     if evals:
         lines.append("")
-        lines.append(f"{'tier eval (Parquet → Parquet)':30s} {'rows':>10s} {'seconds':>8s} {'rows/s':>11s} "
-                     f"{'peak MiB':>9s} {'growth':>7s}  target")
+        lines.append(f"{'tier eval (Parquet → Parquet)':30s} {'rows':>10s} {'seconds':>8s} {'cpu s':>7s} "
+                     f"{'rows/s':>11s} {'peak MiB':>9s} {'growth':>7s}  target")
         for item in evals:
             verdict = "" if item["meets_target"] is None else ("OK " if item["meets_target"] else "MISSED ") + str(item["target"])
-            lines.append(f"{item['ruleset']:30s} {item['rows']:>10,} {item['seconds']:>8.2f} {item['rows_per_s']:>11,} "
+            lines.append(f"{item['ruleset']:30s} {item['rows']:>10,} {item['seconds']:>8.2f} {item['cpu_seconds']:>7.2f} "
+                         f"{item['rows_per_s']:>11,} "
                          f"{item['peak_rss_mib']:>9.1f} {item['peak_growth_vs_smallest']:>7.1%}  {verdict}")
     return "\n".join(lines)
 
@@ -437,7 +461,8 @@ def main(args) -> int:  # argparse.Namespace
         print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs, {info['memory']}, {info['os']}, "
               f"Python {info['python']}, numpy {info['numpy']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}; "
               f"load {info['load_1min']:.2f} at start" if info["load_1min"] is not None else "")
-        print("times: median wall-clock seconds of the measured runs, after a warm-up run; "
+        print("times: median wall-clock seconds of the measured runs, after a warm-up run (cpu rows/s: the same "
+              "from the process's CPU time, steadier on a shared machine); "
               "ratio = engine time / numpy baseline time on the same table")
         print(_fmt_table(results))
     return 0

@@ -298,10 +298,16 @@ def write_results(compiled: CompiledRuleset, results: Iterable[tuple[Chunk, pd.D
                   meter: _Progress | None = None,
                   on_chunk: Callable[[int], None] | None = None) -> tuple[int, int, int]:
     """Append evaluated chunks, in order, to one .csv or .parquet file; atomic. → (rows, ok, chunks)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     kind_out = target.suffix.lower()
     rows = ok = count = 0
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
+    # Parquet encoding and compression run in C++ without the GIL: one background thread writes
+    # chunk k while the next chunk is read and evaluated (one chunk in flight, order kept).
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier-parquet-writer")
+    pending: Future | None = None
     with tio.atomic_path(target) as tmp:
         handle = open(tmp, "w", encoding="utf-8-sig", newline="") if kind_out == ".csv" else None
         try:
@@ -315,7 +321,9 @@ def write_results(compiled: CompiledRuleset, results: Iterable[tuple[Chunk, pd.D
                     if writer is None:
                         schema = _schema(table, result.attrs)
                         writer = pq.ParquetWriter(tmp, schema)
-                    writer.write_table(table.cast(schema))
+                    if pending is not None:
+                        pending.result()  # the previous chunk is on disk (or its error is raised here)
+                    pending = background.submit(writer.write_table, table.cast(schema))
                 count += 1
                 rows += len(result)
                 ok += int((result["status"] == "OK").sum())
@@ -323,7 +331,10 @@ def write_results(compiled: CompiledRuleset, results: Iterable[tuple[Chunk, pd.D
                     meter.update(rows)
                 if on_chunk is not None:
                     on_chunk(rows)
+            if pending is not None:
+                pending.result()
         finally:
+            background.shutdown(wait=True)
             if handle is not None:
                 handle.close()
             if writer is not None:

@@ -87,11 +87,12 @@ def _assign(target: ex.Vec, rows: np.ndarray, source: ex.Vec) -> ex.Vec:
                 target.inexact = np.zeros(len(target.values), bool)
             target.inexact[rows] = True
         return target
-    target.values[rows] = source.values[rows]
+    # copyto with a mask: one pass, where `a[rows] = b[rows]` gathers and then scatters
+    np.copyto(target.values, source.values, where=rows, casting="unsafe")
     if source.inexact is not None:
         if target.inexact is None:
             target.inexact = np.zeros(len(target.values), bool)
-        target.inexact[rows] = source.inexact[rows]
+        np.copyto(target.inexact, source.inexact, where=rows, casting="unsafe")
     return target
 
 
@@ -293,7 +294,7 @@ def _first_hit_outputs(compiled: CompiledRuleset, decision, hits, env, ctx, n: i
     Literal assignments (most of them) are gathered from a small per-rule table through the
     index of the fired rule; only expressions are evaluated over the table and masked in.
     """
-    which = _choice(hits, n)
+    which = _choice(hits, n).astype(np.intp)  # once: every gather below indexes with it
     outputs: dict[str, ex.Vec] = {}
     for key in decision.outputs:
         kind = compiled.fact_types[key]

@@ -186,16 +186,6 @@ def _then_node(value: Any, where: str, params: Mapping[str, object]) -> ex.Node:
     return ex.Literal(_literal_value(value), 0)
 
 
-def _kind_of_literal(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, Decimal):
-        return "number"
-    if isinstance(value, dt.date):
-        return "date"
-    return "text"
-
-
 def compile_ruleset(definition: RulesetDef, params: Mapping[str, Any] | None = None) -> CompiledRuleset:
     """Bind parameters, parse and type-check every expression; raise `RulesetError` on the first problem.
 
@@ -308,7 +298,7 @@ def compile_ruleset(definition: RulesetDef, params: Mapping[str, Any] | None = N
 
 def _typecheck(node: ex.Node, types: Mapping[str, str], where: str) -> str:
     if isinstance(node, ex.Literal):
-        return "blank" if node.value is None else _kind_of_literal(node.value)
+        return "blank" if node.value is None else ex.kind_of_value(node.value)
     try:
         return ex.infer_type(node, {k: v for k, v in types.items() if v != "blank"} | {
             k: "text" for k, v in types.items() if v == "blank"})

@@ -239,7 +239,8 @@ def _to_value(value: object) -> object:
                           "text, boolean, date or blank")
 
 
-def _kind_of_value(value: object) -> str:
+def kind_of_value(value: object) -> str:
+    """The expression kind of a scalar value: 'number' | 'date' | 'boolean' | 'text' | 'blank'."""
     if value is None:
         return "blank"
     if isinstance(value, bool):
@@ -800,7 +801,7 @@ def _no_blank_literal(node: Node, advice: str) -> None:
 
 def _infer(node: Node, kinds: Mapping[str, str]) -> str:
     if isinstance(node, Literal):
-        return _kind_of_value(node.value)
+        return kind_of_value(node.value)
     if isinstance(node, Name):
         if node.name in kinds:
             return kinds[node.name]

@@ -77,7 +77,7 @@ from typing import Any
 from engine import expr as ex
 from engine.compile import CompiledDecision, CompiledRuleset
 from engine.errors import ExpressionError, RuleEngineUnavailable, TierError
-from engine.scalar import RowDecision
+from engine.scalar import RowDecision, aggregate
 
 __all__ = ["BATCH_ROWS", "RuleEngineUnavailable", "decide_rows", "rete_available"]
 
@@ -726,7 +726,7 @@ class _Batch:
         for key in decision.outputs:
             values = [_evaluate(node, env) for index in matched
                       for k, node in decision.rules[index].assignments if k == key]
-            env[key] = _aggregate(decision.aggregate, values)
+            env[key] = aggregate(decision.aggregate, values)
         self.fired[row].extend((stage.decision_index, index) for index in matched)
 
     def handle(self, action: _Action, frames: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -782,22 +782,6 @@ class _Batch:
                 notes=tuple((rule.note_at or "", rule.note) for rule in rules if rule.note),
             ))
         return out
-
-
-def _aggregate(how: str | None, values: list[object]) -> object:
-    """A collect decision's output over the rows that fired (same as engine.scalar)."""
-    present = [v for v in values if v is not None]
-    if how == "count":
-        return Decimal(len(present))
-    if not present:
-        return None
-    if how == "sum":
-        return sum(present, Decimal(0))  # type: ignore[arg-type]
-    if how == "min":
-        return min(present)  # type: ignore[type-var]
-    if how == "max":
-        return max(present)  # type: ignore[type-var]
-    return ";".join(ex.eval_scalar(ex.Call("concat", (ex.Literal(v, 0),), 0), {}) for v in present)  # type: ignore[misc]
 
 
 class _Refused(TierError):

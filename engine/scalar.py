@@ -21,7 +21,8 @@ class RowDecision:
     notes: tuple[tuple[str, str], ...]  # (note_at input key, note code)
 
 
-def _aggregate(how: str | None, values: list[object]) -> object:
+def aggregate(how: str | None, values: list[object]) -> object:
+    """A collect decision's output over the values of the rules that fired (shared by the row engines)."""
     present = [v for v in values if v is not None]
     if how == "count":
         return Decimal(len(present))
@@ -57,7 +58,7 @@ def decide(decision: CompiledDecision, env: dict[str, object], fired: list[str],
     if decision.hit == "collect":
         for key in decision.outputs:
             values = [ex.eval_scalar(node, env) for rule in matched for k, node in rule.assignments if k == key]
-            env[key] = _aggregate(decision.aggregate, values)
+            env[key] = aggregate(decision.aggregate, values)
     elif matched:
         for key, node in matched[0].assignments:
             env[key] = ex.eval_scalar(node, env)

@@ -84,7 +84,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     text = decode_csv_bytes(path.read_bytes(), path.name)
     if not text.strip():
         raise InputError(f"{path.name}: 文件为空 / the CSV file is empty (no header row)")
-    _check_csv_width(text, path.name)
+    check_csv_width(text, path.name)
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=object, keep_default_na=False, na_filter=False,
                             skip_blank_lines=True)
@@ -94,10 +94,13 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _check_csv_width(text: str, name: str) -> None:
-    """Count the header's columns before pandas builds them (a 10-million-column line is a hang)."""
-    first = next(csv.reader(io.StringIO(text[:1_000_000].lstrip("\r\n"))), [])
-    _check_width(len(first), name)
+def check_csv_width(text: str, name: str) -> None:
+    """Count the header's columns before pandas builds them (a 10-million-column line is a hang).
+
+    `text` is the file's text or just its start; only the first line is looked at.
+    """
+    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    _check_width(len(next(csv.reader(io.StringIO(first_line)), [])), name)
 
 
 def _check_width(count: int, where: str) -> None:

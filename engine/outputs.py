@@ -205,9 +205,73 @@ def render_cell(value: object, kind: str, decimals: int = 0) -> str:
     return str(value)
 
 
+def _is_plain_blank(value: object) -> bool:
+    """A blank that `render_cell` turns into '' (None, float NaN, NaT) — not pd.NA ('<NA>')."""
+    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def _text_cells(values: np.ndarray) -> np.ndarray | None:
+    """Object cells that are all str or plain blanks → their text ('' for blanks), else None.
+
+    The common case of text columns; `render_cell` of a str is the str itself. One C pass to
+    type the column instead of a Python call per cell (issue 8).
+    """
+    from pandas.api.types import infer_dtype
+
+    if infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return None
+    blank = pd.isna(values)
+    if not blank.any():
+        return values.copy()
+    blanks = values[blank]
+    others = blanks[~np.equal(blanks, None)]  # None is the usual blank: one C loop (identity compare)
+    if not all(_is_plain_blank(v) for v in others):
+        return None
+    result = values.copy()
+    result[blank] = ""
+    return result
+
+
+def _day_texts(values: np.ndarray) -> np.ndarray | None:
+    """datetime64 → 'YYYY-MM-DD' ('' for NaT), as strftime writes them; None outside years 1000-9999."""
+    days = values.astype("datetime64[D]")
+    present = ~np.isnat(days)
+    if present.any():
+        low, high = days[present].min(), days[present].max()
+        if low < np.datetime64("1000-01-01") or high > np.datetime64("9999-12-31"):
+            return None  # strftime's %Y does not pad years below 1000
+    texts = np.datetime_as_string(days, unit="D").astype(object)
+    texts[~present] = ""
+    return texts
+
+
+def _input_texts(series: pd.Series) -> np.ndarray | None:
+    """An input column as `render_cell(v, "text")` writes each cell, vectorised, or None."""
+    dtype = series.dtype
+    if dtype == object or isinstance(dtype, pd.StringDtype):
+        return _text_cells(series.to_numpy(dtype=object))
+    if not isinstance(dtype, np.dtype):
+        return None
+    values = series.to_numpy()
+    if dtype.kind == "f":
+        texts = values.astype(str).astype(object)  # numpy's shortest repr, as str(np.float64) gives
+        texts[np.isnan(values)] = ""
+        return texts
+    if dtype.kind in "iu":
+        return values.astype(str).astype(object)
+    if dtype.kind == "b":
+        return np.where(values, "True", "False").astype(object)
+    if dtype.kind == "M":
+        return _day_texts(values)
+    return None
+
+
 def render_column(series: pd.Series, kind: str, decimals: int = 0) -> pd.Series:
     """One output column → text, vectorised for the common dtypes."""
     if series.dtype.kind == "M":
+        texts = _day_texts(series.to_numpy())
+        if texts is not None:
+            return pd.Series(texts, index=series.index, dtype=object)
         text = series.dt.strftime("%Y-%m-%d")
         return text.where(series.notna(), "").astype(object)
     if series.dtype.kind == "f":
@@ -224,10 +288,17 @@ def render_column(series: pd.Series, kind: str, decimals: int = 0) -> pd.Series:
             result[integral] = texts
         other = present & ~integral
         if other.any():
-            result[other] = [render_number(float(v), decimals=decimals) for v in values[other]]
+            # each distinct value rendered once: budgets and rates repeat (0.33, 0.17, 1.25)
+            codes, distinct = pd.factorize(values[other])
+            rendered = np.array([render_number(float(v), decimals=decimals) for v in distinct], dtype=object)
+            result[other] = rendered[codes]
         if kind == "boolean":
             result[present] = np.where(values[present] != 0, "TRUE", "FALSE")
         return pd.Series(result, index=series.index, dtype=object)
+    if series.dtype == object and kind not in ("number", "integer", "boolean"):
+        texts = _text_cells(series.to_numpy(dtype=object))
+        if texts is not None:
+            return pd.Series(texts, index=series.index, dtype=object)
     return pd.Series([render_cell(v, kind) for v in series.to_numpy()], index=series.index, dtype=object)
 
 
@@ -242,5 +313,7 @@ def render_frame(frame: pd.DataFrame, compiled: CompiledRuleset) -> pd.DataFrame
         elif name in ("status", "errors", "notes", "fired_rules"):
             out[name] = series.fillna("").astype(object)
         else:
-            out[name] = series.map(lambda v: render_cell(v, "text"), na_action=None).astype(object)
+            texts = _input_texts(series)
+            out[name] = (pd.Series(texts, index=series.index, dtype=object) if texts is not None else
+                         series.map(lambda v: render_cell(v, "text"), na_action=None).astype(object))
     return pd.DataFrame(out, index=frame.index, columns=frame.columns)

@@ -96,8 +96,18 @@ def _csv_encoding(path: Path) -> str:
                      f"save it as 'CSV UTF-8' from Excel")
 
 
+def _header_width(path: Path, encoding: str) -> int:
+    """Columns of the header line, counted before pandas builds them (a huge line would hang it)."""
+    import csv
+
+    with open(path, encoding=encoding, newline="") as handle:
+        head = handle.read(1_000_000).lstrip("\r\n")
+    return len(next(csv.reader([head.split("\n", 1)[0]]), []))
+
+
 def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
     encoding = _csv_encoding(path)
+    tio._check_width(_header_width(path, encoding), path.name)  # the limit engine.io applies
     try:
         reader = pd.read_csv(path, encoding=encoding, dtype=object, keep_default_na=False, na_filter=False,
                              skip_blank_lines=True, chunksize=chunk_rows)
@@ -122,8 +132,9 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow's errors are many and specific
         raise InputError(f"{path.name}: 无法读取 Parquet / cannot read Parquet: {exc}") from exc
-    float_columns = _integer_columns_with_nulls(parquet)
     schema = parquet.schema_arrow
+    tio._check_width(len(schema), path.name)  # the column limit engine.io applies; no size limit: this streams
+    float_columns = _integer_columns_with_nulls(parquet)
     try:
         batches = parquet.iter_batches(batch_size=chunk_rows)
         empty = True
@@ -198,7 +209,14 @@ def _input_table(chunk: Chunk) -> pa.Table:
 _FORMULA_START = "^[" + "".join("\\" + ch if ch in "-\\]^" else ch for ch in tio.FORMULA_PREFIXES) + "]"
 
 
-def _neutralised(text: pd.DataFrame) -> pd.DataFrame:
+def _rendered_safe(compiled: CompiledRuleset) -> frozenset[str]:
+    """Output columns rendered from numbers, dates or booleans: their text never starts like a
+    formula (a leading '-' is a negative number, which the guard leaves as it is)."""
+    return frozenset(o.key for o in compiled.definition.outputs if o.type in ("number", "integer", "date", "boolean")
+                     and o.key != compiled.definition.tier_output)
+
+
+def _neutralised(text: pd.DataFrame, safe_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
     """`io.write_csv`'s formula guard, applied only to the cells that start like a formula.
 
     Finding those cells is one Arrow regex pass per column instead of a Python call per cell
@@ -209,6 +227,9 @@ def _neutralised(text: pd.DataFrame) -> pd.DataFrame:
     safe = {}
     for name in text.columns:
         values = text[name].to_numpy(dtype=object)
+        if name in safe_columns:
+            safe[name] = pd.Series(values, index=text.index, dtype=object)
+            continue
         try:
             strings = pa.array(values, type=pa.large_string(), from_pandas=True)
             risky = np.asarray(pc.fill_null(pc.match_substring_regex(strings, _FORMULA_START), False), dtype=bool)
@@ -314,7 +335,7 @@ def write_results(compiled: CompiledRuleset, results: Iterable[tuple[Chunk, pd.D
             for chunk, result in results:
                 added = [name for name in result.columns[len(chunk.frame.columns):]]
                 if kind_out == ".csv":
-                    text = _neutralised(out.render_frame(result, compiled))
+                    text = _neutralised(out.render_frame(result, compiled), _rendered_safe(compiled))
                     text.to_csv(handle, index=False, header=count == 0, lineterminator="\r\n")
                 else:
                     table = _combined(chunk, result, added)

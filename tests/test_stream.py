@@ -185,3 +185,58 @@ def test_memory_is_bounded_by_the_chunk(tmp_path: Path, monkeypatch: pytest.Monk
     assert max(sizes) <= 600 and sum(sizes) == 5_000
     assert np.array_equal(pd.read_parquet(tmp_path / "out.parquet")["customer_id"].to_numpy(dtype=object),
                           pd.read_parquet(source)["customer_id"].to_numpy(dtype=object))
+
+
+def test_column_limit_applies_to_streamed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The same TIERBOOK_MAX_COLUMNS limit as engine.io, for CSV and Parquet read in chunks."""
+    monkeypatch.setenv("TIERBOOK_MAX_COLUMNS", "5")
+    wide = pd.DataFrame({f"c{i}": ["1"] for i in range(8)})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    wide.to_parquet(tmp_path / "wide.parquet")
+    for name in ("wide.csv", "wide.parquet"):
+        assert cli.main(["eval", "credit", str(tmp_path / name), "-o", str(tmp_path / "o.csv"),
+                         "--chunk-rows", "10"]) == 2
+        assert "8 columns" in capsys.readouterr().err
+
+
+def _per_cell(frame: pd.DataFrame, compiled) -> pd.DataFrame:
+    """render_frame as it was written first: one render_cell call per cell (the reference)."""
+    kinds = {o.key: o for o in compiled.definition.outputs}
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        if name in kinds and series.dtype.kind not in "fM":
+            columns[name] = pd.Series([out.render_cell(v, kinds[name].type) for v in series.to_numpy()],
+                                      index=frame.index, dtype=object)
+        elif name in kinds:
+            columns[name] = out.render_column(series, kinds[name].type, kinds[name].decimals)
+        elif name in ("status", "errors", "notes", "fired_rules"):
+            columns[name] = series.fillna("").astype(object)
+        else:
+            columns[name] = series.map(lambda v: out.render_cell(v, "text"), na_action=None).astype(object)
+    return pd.DataFrame(columns, index=frame.index, columns=frame.columns)
+
+
+def test_vectorised_rendering_equals_per_cell_rendering() -> None:
+    """The CSV text of every input dtype and output kind is what render_cell gives cell by cell."""
+    import datetime as dt
+
+    compiled = api.compile("bank_layering")
+    rng = np.random.default_rng(4)
+    n = 3_000
+    table = bench.generate_table(compiled, n, seed=4)
+    floats = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 17, n)
+    floats[::7] = np.nan
+    extra = pd.DataFrame({
+        "f": floats, "i": rng.integers(-5, 5, n), "b": rng.random(n) < 0.5,
+        "nb": pd.array(np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5), dtype="boolean"),
+        "o": np.array(["x", None, 3.5, dt.date(2024, 1, 2), "", float("nan"), pd.NA, True] * (n // 8), dtype=object),
+        "s": pd.Series(np.where(rng.random(n) < 0.2, None, "文本"), dtype="str"),
+        "ts": pd.Series(np.array(["2024-06-30T13:45", "NaT", "1999-01-01"] * (n // 3), dtype="datetime64[s]")),
+        "old": pd.Series(np.array(["0099-01-01", "NaT"] * (n // 2), dtype="datetime64[s]")),
+        "tz": pd.Series(pd.date_range("2024-01-01", periods=n, freq="h", tz="Asia/Shanghai")),
+    })
+    frame = pd.concat([table, extra], axis=1)
+    result = api.evaluate(compiled, frame, explain=True)
+    pd.testing.assert_frame_equal(out.render_frame(result, compiled), _per_cell(result, compiled))

@@ -20,7 +20,7 @@ from engine.compile import render_param
 from engine.errors import Problem, TierError
 from engine.ruleset import available_rulesets, read_ruleset
 
-EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _params(pairs: Sequence[str]) -> dict[str, str]:
@@ -279,6 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"tier: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
+    except Exception as exc:  # a bug of ours: still one line for the analyst, the traceback on request
+        if os.environ.get("TIERBOOK_DEBUG"):
+            raise
+        print(f"tier: 内部错误 / internal error {type(exc).__name__}: {exc} "
+              f"(rerun with TIERBOOK_DEBUG=1 for details and report it)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

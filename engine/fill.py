@@ -30,6 +30,7 @@ import posixpath
 import re
 import shutil
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -216,16 +217,37 @@ class _Table:
     totals_rows: int
 
 
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    """One zip member, inflated in chunks with a running cap: a member whose header lies about its
+    size (a zip bomb check_zip cannot see) is refused once it passes the cap, not after."""
+    chunks, total = [], 0
+    with archive.open(info) as handle:
+        while True:
+            chunk = handle.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > tio.MAX_XLSX_UNCOMPRESSED:
+                raise InputError(f"{path.name}: {info.filename} 解压后过大 / inflates past "
+                                 f"{tio.MAX_XLSX_UNCOMPRESSED:,} bytes; refused as a possible zip bomb")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _Package:
     """Read-only view of the workbook zip: sheets, shared strings, styles, tables."""
 
     def __init__(self, path: Path) -> None:
         tio.check_zip(path)
         self.path = path
-        with zipfile.ZipFile(path) as archive:
-            self.infos = archive.infolist()
-            self.names = {info.filename for info in self.infos}
-            self.parts = {info.filename: archive.read(info) for info in self.infos}
+        try:
+            with zipfile.ZipFile(path) as archive:
+                self.infos = archive.infolist()
+                self.names = {info.filename for info in self.infos}
+                self.parts = {info.filename: _read_member(archive, info, path) for info in self.infos}
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            raise InputError(f"{path.name}: 文件已损坏 / cannot open the workbook: a part is damaged "
+                             f"({type(exc).__name__}: {exc}); restore it from a backup or re-save it in Excel") from exc
         self.workbook = self._xml("xl/workbook.xml")
         self.date1904 = any(_local(e.tag) == "workbookPr" and e.get("date1904") in ("1", "true")
                             for e in self.workbook)
@@ -322,7 +344,12 @@ class _Sheet:
         if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
             raise InputError(f"{package.path.name} [{name}]: UTF-16 工作表不受支持 / UTF-16 sheet XML is not supported; "
                              f"re-save the workbook in Excel")
-        self.text = raw.decode("utf-8")
+        try:  # the cells are edited as text below; first make sure the sheet is well-formed XML
+            ET.fromstring(raw)
+            self.text = raw.decode("utf-8")
+        except (ET.ParseError, UnicodeDecodeError) as exc:
+            raise InputError(f"{package.path.name} [{name}]: 工作表已损坏 / cannot read the sheet: "
+                             f"{type(exc).__name__}: {exc}; re-save the workbook in Excel") from exc
         open_tag = re.search(r"<((?:[\w.-]+:)?)sheetData\b[^>]*?(/?)>", self.text)
         if not open_tag:
             raise InputError(f"{package.path.name} [{name}]: 工作表没有 sheetData / the sheet has no cell data")

@@ -29,6 +29,11 @@ HIT_POLICIES = ("first", "unique", "collect")
 AGGREGATES = ("list", "sum", "count", "min", "max")
 RESERVED_OUTPUTS = ("status", "errors", "notes", "fired_rules")
 MAX_FILE_BYTES = 2_000_000
+# Rows of one decision table and of the whole ruleset. The largest shipped table has 119 rows;
+# the static checks compare rows pairwise, so a 9,000-row table under the byte limit would keep
+# `tier check` busy for many minutes. Past these a table is generated, not edited: refuse it.
+MAX_RULES_PER_DECISION = 500
+MAX_RULES = 2_000
 _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -446,6 +451,17 @@ def _build(doc: dict, col: _Collector, file: str, content_hash: str) -> RulesetD
     _unique([i.key for i in inputs], [i.line for i in inputs], col, "input key")
     _unique([o.key for o in outputs], [o.line for o in outputs], col, "output key")
     _unique([d.id for d in decisions], [d.line for d in decisions], col, "decision id")
+    if sum(len(d.rules) for d in decisions) > MAX_RULES:
+        col.add(_line(doc, "decisions"), "too-large",
+                f"the ruleset has {sum(len(d.rules) for d in decisions):,} rules (limit {MAX_RULES:,})",
+                "split it into several rulesets; rulesets this large are not meant to be edited by hand")
+        kept, count = [], 0
+        for decision in decisions:  # best effort for `tier check`: the decisions within the limit
+            count += len(decision.rules)
+            if count > MAX_RULES:
+                break
+            kept.append(decision)
+        decisions = tuple(kept)
     rules = [r for d in decisions for r in d.rules]
     _unique([r.id for r in rules], [r.line for r in rules], col, "rule id")
     tiers = [o for o in outputs if o.tier]
@@ -620,6 +636,11 @@ def _build_decision(obj: dict, col: _Collector) -> DecisionDef:
     if not isinstance(raw_rules, list) or not raw_rules:
         col.add(_line(obj), "structure", f"decision {did!r} needs `rules:` (a list) or `compute:`", "")
         raw_rules = []
+    if len(raw_rules) > MAX_RULES_PER_DECISION:
+        col.add(_line(obj, "rules") or _line(obj), "too-large",
+                f"decision {did!r} has {len(raw_rules):,} rules (limit {MAX_RULES_PER_DECISION:,})",
+                "split the table, or use a range condition instead of one row per value")
+        raw_rules = raw_rules[:MAX_RULES_PER_DECISION]
     for index, item in enumerate(raw_rules):
         if not isinstance(item, dict):
             col.add(_line(raw_rules), "structure", f"decision {did!r}: rule #{index + 1} must be a mapping", "")

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -282,6 +283,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         pause = os.environ.get(PAUSE_ENV)
         if pause:
+            print(f"{PAUSE_ENV}: {tmp_path.name} complete, pausing before replacing {target.name}",
+                  file=sys.stderr, flush=True)
             time.sleep(float(pause))
         os.replace(tmp_path, target)
     except BaseException:

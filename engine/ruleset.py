@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import yaml
@@ -192,7 +193,7 @@ class ExampleDef:
     name: str
     input: Mapping[str, Any]
     expect: Mapping[str, Any]
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     line: int | None = None
 
 
@@ -696,4 +697,6 @@ def _build_example(obj: dict, index: int, col: _Collector) -> ExampleDef:
     if not isinstance(inp, dict) or not isinstance(expect, dict) or not isinstance(params, dict):
         col.add(_line(obj), "structure", f"example {name!r} needs input: and expect: mappings", "")
         inp, expect, params = (inp if isinstance(inp, dict) else {}), (expect if isinstance(expect, dict) else {}), {}
-    return ExampleDef(name=name, input=dict(inp), expect=dict(expect), params=dict(params), line=_line(obj))
+    # read-only views: a loaded (and cached, shared between threads) ruleset must not be changeable
+    return ExampleDef(name=name, input=MappingProxyType(dict(inp)), expect=MappingProxyType(dict(expect)),
+                      params=MappingProxyType(dict(params)), line=_line(obj))

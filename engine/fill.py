@@ -143,7 +143,9 @@ def _unescape_ooxml(text: str) -> str:
 def escape_text(text: str) -> str:
     """Text → XML character data with OOXML `_xHHHH_` escapes for control characters."""
     text = _ILLEGAL_XML_RE.sub(lambda m: f"_x{ord(m.group(0)):04X}_", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # a raw CR would be read back as LF (XML end-of-line normalisation): keep it as a reference
+    return text.replace("\r", "&#13;")
 
 
 def _escape_attr(text: str) -> str:

@@ -293,8 +293,9 @@ def read_ruleset(path: str | os.PathLike) -> tuple[RulesetDef | None, list[Probl
         text = raw_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return None, [Problem(file, None, "encoding", f"not UTF-8: {exc}", "save the file as UTF-8")]
-    loader = _LineLoader(text)  # a SafeLoader subclass: no Python objects are ever constructed
+    loader: _LineLoader | None = None
     try:
+        loader = _LineLoader(text)  # a SafeLoader subclass: no Python objects are ever constructed
         doc = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -307,11 +308,13 @@ def read_ruleset(path: str | os.PathLike) -> tuple[RulesetDef | None, list[Probl
         return None, [Problem(file, None, "yaml", f"YAML value cannot be read: {str(exc)[:200]}",
                               "write numbers with at most a few dozen digits")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(doc, dict):
         return None, [Problem(file, 1, "structure", "a ruleset file must be a YAML mapping",
                               "start with `id: ...`, `version: ...`")]
     col = _Collector(file)
+    assert loader is not None  # set before get_single_data could return
     for key, line in loader.duplicate_keys:
         col.add(line, "duplicate-key", f"key {key!r} appears twice in the same mapping (YAML keeps only the last)",
                 "delete one of the two entries")

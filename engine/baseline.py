@@ -16,8 +16,8 @@ rule (sums that land within rounding distance of a threshold are redone with `De
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -148,7 +148,6 @@ def _finish(frame: pd.DataFrame, error_codes: list[tuple[str, np.ndarray]],
 # --------------------------------------------------------------------------- §1.1 credit
 def credit(frame: pd.DataFrame) -> pd.DataFrame:
     """RULESETS §1.1 (CG), default parameters."""
-    n = len(frame)
     as_of, as_of_blank = _days(frame, "as_of_date")
     sales, sales_blank = _number(frame, "monthly_avg_sales")
     days, days_blank = _number(frame, "avg_collection_days")

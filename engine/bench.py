@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from engine import expr as ex
 from engine.compile import CompiledRuleset
@@ -125,9 +131,6 @@ def _booleans(rng: np.random.Generator, n: int, true_share: float) -> pd.Series:
 
 
 def _texts(prefix: str, n: int) -> pd.Series:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     numbers = pc.cast(pa.array(np.arange(1, n + 1)), pa.string())
     ids = pc.binary_join_element_wise(pa.scalar(prefix), pc.utf8_lpad(numbers, 7, "0"), "")
     return pd.Series(ids.to_pandas(), dtype="str")
@@ -224,8 +227,6 @@ def time_runs(run: Callable[[], object], repeat: int) -> Timing:
 
 def machine() -> dict[str, object]:
     """What the figures were measured on: CPU, cores, memory, load, library versions."""
-    import pyarrow
-
     cpu = platform.processor() or platform.machine()
     memory = ""
     try:
@@ -236,12 +237,10 @@ def machine() -> dict[str, object]:
             memory = f"{kb / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
-    import os
-
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "memory": memory, "os": platform.platform(terse=True),
             "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
-            "pyarrow": pyarrow.__version__, "load_1min": load}
+            "pyarrow": pa.__version__, "load_1min": load}
 
 
 def _targets(engine: str, rows: int, rows_per_s: float, ratio: float | None) -> tuple[str, bool | None]:
@@ -268,13 +267,14 @@ def bench_throughput(rulesets: Sequence[str], sizes: Sequence[int], engines: Seq
             baseline_time = None
             if rid in BASELINES:
                 log(f"{rid} {rows:,} rows: numpy baseline")
-                baseline_time = time_runs(lambda: BASELINES[rid](table), repeat)
+                baseline_time = time_runs(lambda rid=rid, table=table: BASELINES[rid](table), repeat)
                 results.append(_record("numpy-baseline", rid, rows, baseline_time, baseline_time))
             for engine in engines:
                 if engine == "rete" and rows > rete_max_rows:
                     continue
                 log(f"{rid} {rows:,} rows: {engine}")
-                timing = time_runs(lambda: api.evaluate(compiled, table, engine=engine),
+                timing = time_runs(lambda compiled=compiled, table=table, engine=engine:
+                                   api.evaluate(compiled, table, engine=engine),
                                    rete_repeat if engine == "rete" else repeat)
                 results.append(_record(engine, rid, rows, timing, baseline_time))
     return results
@@ -296,9 +296,6 @@ def _record(engine: str, rid: str, rows: int, timing: Timing, baseline: Timing |
 def write_parquet_table(compiled: CompiledRuleset, rows: int, path: str, seed: int = 0,
                         block: int = 1_000_000) -> None:
     """A generated table of `rows` rows as one Parquet file, built a block at a time."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     writer = None
     try:
         for start in range(0, rows, block):
@@ -334,9 +331,6 @@ def run_eval(rid: str, source: str, target: str, extra: Sequence[str] = ()) -> t
     starts from the *parent's* high-water mark (Linux carries it across exec), which would
     report this process's generated tables instead of tier eval's memory.
     """
-    import os
-    import subprocess
-
     command = [sys.executable, "-c", _CHILD, "eval", rid, source, "-o", target, *extra]
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -352,9 +346,6 @@ def run_eval(rid: str, source: str, target: str, extra: Sequence[str] = ()) -> t
 def bench_eval(rulesets: Sequence[str], sizes: Sequence[int], log: Callable[[str], None] = lambda _t: None,
                seed: int = 0) -> list[dict[str, object]]:
     """End-to-end `tier eval` of Parquet files of each size: seconds, peak memory, flatness."""
-    import os
-    import tempfile
-
     from engine import api
 
     results: list[dict[str, object]] = []
@@ -410,8 +401,8 @@ def add_arguments(parser) -> None:  # argparse.ArgumentParser
 
 
 def _fmt_table(results: list[dict[str, object]]) -> str:
-    lines = [f"{'engine':15s} {'ruleset':14s} {'rows':>10s} {'median s':>9s} {'rows/s':>11s} {'cpu rows/s':>11s} "
-             f"{'baseline s':>10s} {'ratio':>6s}  target"]
+    lines = [(f"{'engine':15s} {'ruleset':14s} {'rows':>10s} {'median s':>9s} {'rows/s':>11s} {'cpu rows/s':>11s} "
+              f"{'baseline s':>10s} {'ratio':>6s}  target")]
     for item in results:
         if item["kind"] != "throughput":
             continue

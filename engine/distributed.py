@@ -22,18 +22,23 @@ per core). docs/SCALE.md is the guide for a real cluster. dask and pyspark are o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from engine import api
 from engine.errors import InputError, TierError
 from engine.ruleset import RulesetDef
+
+if TYPE_CHECKING:
+    from engine.stream import StreamReport
 
 DISTRIBUTED_ENGINES = ("dask", "spark")
 
@@ -55,7 +60,9 @@ class PartitionJob:
 
 def _job(ruleset: Any, params: Mapping[str, Any] | None, explain: bool) -> PartitionJob:
     compiled = api.compile(ruleset, params)  # fail here, before any partition is scheduled
-    return PartitionJob(compiled.definition, dict(params or {}), explain)
+    # The embedded examples stay behind: workers never run them, and they are read-only
+    # mapping proxies, which pickle (Dask, Spark) cannot serialise.
+    return PartitionJob(dataclasses.replace(compiled.definition, examples=()), dict(params or {}), explain)
 
 
 @contextlib.contextmanager
@@ -117,7 +124,7 @@ def _read_dask(path: Path, blocksize: str) -> Any:
 
 def evaluate_file_dask(ruleset: Any, input_path: str | os.PathLike, output_path: str | os.PathLike,
                        params: Mapping[str, Any] | None = None, explain: bool = False,
-                       blocksize: str = "64MB", workers: int | None = None) -> "stream.StreamReport":
+                       blocksize: str = "64MB", workers: int | None = None) -> StreamReport:
     """`tier eval --engine dask`: partitions evaluated in parallel, written in order to one file.
 
     Output is one .csv or .parquet file, like the other engines (at most `workers` partitions
@@ -136,7 +143,7 @@ def evaluate_file_dask(ruleset: Any, input_path: str | os.PathLike, output_path:
         raise InputError(f"输入文件不存在 / input file not found: {source}")
     compiled = api.compile(ruleset, params)
     try:
-        import dask.dataframe  # noqa: F401
+        import dask.dataframe
     except ImportError as exc:
         raise _missing("dask") from exc
     with _quiet_dependencies():

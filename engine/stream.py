@@ -14,12 +14,14 @@ included); only the output columns are converted.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -331,8 +333,9 @@ def write_results(compiled: CompiledRuleset, results: Iterable[tuple[Chunk, pd.D
     # chunk k while the next chunk is read and evaluated (one chunk in flight, order kept).
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tier-parquet-writer")
     pending: Future | None = None
-    with tio.atomic_path(target) as tmp:
-        handle = open(tmp, "w", encoding="utf-8-sig", newline="") if kind_out == ".csv" else None
+    with tio.atomic_path(target) as tmp, contextlib.ExitStack() as files:
+        # closed (and the Parquet footer written) before atomic_path moves the file into place
+        handle = files.enter_context(open(tmp, "w", encoding="utf-8-sig", newline="")) if kind_out == ".csv" else None
         try:
             for chunk, result in results:
                 added = [name for name in result.columns[len(chunk.frame.columns):]]
@@ -358,8 +361,6 @@ def write_results(compiled: CompiledRuleset, results: Iterable[tuple[Chunk, pd.D
                 pending.result()
         finally:
             background.shutdown(wait=True)
-            if handle is not None:
-                handle.close()
             if writer is not None:
                 writer.close()
     return rows, ok, count

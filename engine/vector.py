@@ -37,7 +37,7 @@ class CodedText(ex.Vec):
     output table, see exactly what they saw before.
     """
 
-    def __init__(self, codes: np.ndarray, table: tuple[str, ...]) -> None:  # noqa: D107
+    def __init__(self, codes: np.ndarray, table: tuple[str, ...]) -> None:
         self.kind = "text"
         self.inexact = None
         self.codes = codes

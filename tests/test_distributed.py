@@ -50,8 +50,8 @@ def test_dask_on_messy_cells_with_parameters() -> None:
 
 def test_partition_job_pickles_without_compiled_state() -> None:
     """What travels to a worker is the definition and the overrides, compiled there once."""
-    job = distributed.PartitionJob(api.compile("credit").definition, {"grade_a_min_score": 85})
-    clone = pickle.loads(pickle.dumps(job))
+    job = distributed._job("credit", {"grade_a_min_score": 85}, explain=False)
+    clone = pickle.loads(pickle.dumps(job))  # plain pickle: what a Dask or Spark worker receives
     table = pd.DataFrame({"评估日期": ["2024-06-30"], "月均销售额": ["20000"], "平均回款天数": ["50"]})
     result = clone(table)
     assert result.loc[0, "total_score"] == 80

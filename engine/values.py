@@ -141,6 +141,13 @@ def parse_value(  # `type` shadows the builtin: it is the contract's name (DESIG
     list of allowed values of an enum (compared after trimming both sides).
     """
     allowed = _allowed_values(type, values)
+    if isinstance(raw, (np.timedelta64, dt.timedelta, pd.Timedelta)):
+        # a duration is no cell value any ruleset accepts (np.timedelta64 even poses as an integer)
+        if is_blank(raw) or (isinstance(raw, np.timedelta64) and np.isnat(raw)):
+            return None, None
+        if type == "text":
+            return str(raw), None
+        return None, f"{_reason(raw, type, allowed)} ({str(raw)!r} 是时长 / is a duration)"
     if is_blank(raw):
         return None, None
     if type in _NUMBER_KINDS:
@@ -178,6 +185,8 @@ def _allowed_values(kind: str, values: Sequence[object] | None) -> frozenset[str
 
 def _to_decimal(raw: object, *, percent: bool) -> Decimal | None:
     """A number cell as its exact decimal, or None if it is not one (bool is not a number)."""
+    if isinstance(raw, (np.timedelta64, dt.timedelta)):  # np.timedelta64 poses as an np.integer
+        return None
     if isinstance(raw, str):
         text = raw.strip()
         if _NUMBER_RE.fullmatch(text):
@@ -258,6 +267,8 @@ def render_text(raw: object) -> str:
     Used for text/enum columns that Excel delivered as numbers, booleans or dates.
     """
     if isinstance(raw, str):
+        return str(raw)
+    if isinstance(raw, (np.timedelta64, dt.timedelta)):  # before np.integer: timedelta64 subclasses it
         return str(raw)
     if isinstance(raw, (bool, np.bool_)):
         return "TRUE" if raw else "FALSE"
@@ -391,7 +402,32 @@ def _parse_numpy(array: np.ndarray, kind: str, allowed: frozenset[str] | None) -
         return _parse_datetimes(array, kind, allowed)
     if code == "U":
         return _parse_strings(pa.array(array, type=pa.large_string()), kind, allowed)
+    if code == "m":  # durations: rare and always invalid (blank when NaT), so row by row is fine
+        return _parse_rowwise(list(array), kind, allowed)
     return _parse_objects(array.astype(object, copy=False), kind, allowed)
+
+
+def _parse_rowwise(cells: list, kind: str, allowed: frozenset[str] | None) -> ParsedColumn:
+    """parse_value on every cell, gathered into the vector model (for cell kinds no fast path covers)."""
+    n = len(cells)
+    values = _full(n, kind)
+    blank = np.zeros(n, dtype=bool)
+    invalid = np.zeros(n, dtype=bool)
+    for index, cell in enumerate(cells):
+        value, problem = parse_value(cell, kind, sorted(allowed) if allowed is not None else None)
+        if problem:
+            invalid[index] = True
+        elif value is None:
+            blank[index] = True
+        elif kind in ("text", "enum"):
+            values[index] = value
+        elif kind == "date":
+            values[index] = float((value - dt.date(1970, 1, 1)).days)
+        elif kind == "boolean":
+            values[index] = 1.0 if value else 0.0
+        else:
+            values[index] = float(value)
+    return ParsedColumn(values, blank, invalid, None)
 
 
 def _full(n: int, kind: str) -> np.ndarray:

@@ -119,10 +119,19 @@ def check_parse_value(cells: list[Any], values: list[Any] | None) -> None:
                 assert type(value) is str, (raw, kind, value)
 
 
+# Skip the shapes of crashes that are found, reported and pinned by a failing regression test
+# (so CI shows each open bug once, not at random); the long run sets it False to see everything.
+KNOWN_OPEN = True
+
+
 def check_parse_column(cells: list[Any]) -> None:
     """parse_column on a list, an object Series and the dtype pandas infers: row for row parse_value."""
     inferred = pd.Series(cells, dtype=object).infer_objects()
     if str(inferred.dtype).startswith("timedelta"):  # see the note on ANY_CELL
+        inferred = pd.Series(cells, dtype=object)
+    if KNOWN_OPEN and str(inferred.dtype).startswith("datetime64") and not inferred.dropna().empty and (
+            inferred.dropna().dt.year.min() < 1 or inferred.dropna().dt.year.max() > 9999):
+        # pandas Timestamps before year 1 crash parse_value: test_fuzz.test_out_of_range_timestamp_regression
         inferred = pd.Series(cells, dtype=object)
     for kind in TYPES:
         COUNTS["parse_column"] += len(cells)
@@ -177,7 +186,7 @@ EXPRESSIONS = st.one_of(
     st.recursive(_ATOMS, _extend, max_leaves=12),
     _DEEP,
 )
-_VALUES = {
+VALUE_STRATEGIES = {
     "number": st.one_of(st.none(), st.integers(-(10**6), 10**6).map(Decimal),
                         st.decimals(min_value=-(10**12), max_value=10**12, allow_nan=False, places=3)),
     "date": st.one_of(st.none(), st.dates()),
@@ -200,8 +209,20 @@ def _vec(kind: str, value: Any) -> ex.Vec:
     return ex.Vec("boolean", np.array([np.nan if value is None else float(value)]))
 
 
+SAMPLE_VALUES = {
+    "number": [None, Decimal(0), Decimal(1), Decimal("-1"), Decimal("0.1"), Decimal("2.5"), Decimal(10**20),
+               Decimal("99999999999999999999.99")],
+    "date": [None, dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(1, 1, 1), dt.date(9999, 12, 31)],
+    "boolean": [None, True, False],
+    "text": [None, "", "x", "2024-01-31", "是"],
+}
+
+
 def check_expression(text: str, draw_value: Any) -> None:
-    """Text → AST or ExpressionError; the AST prints back to itself; typed ASTs evaluate cleanly."""
+    """Text → AST or ExpressionError; the AST prints back to itself; typed ASTs evaluate cleanly.
+
+    `draw_value(kind)` gives a value of a kind ('number', 'date', 'boolean', 'text') or None.
+    """
     COUNTS["expression"] += 1
     try:
         node = ex.parse_expression(text)
@@ -215,7 +236,7 @@ def check_expression(text: str, draw_value: Any) -> None:
     except ExpressionError:
         return
     COUNTS["typed expression"] += 1
-    env = {name: draw_value(_VALUES[kind]) for name, kind in NAME_KINDS.items()}
+    env = {name: draw_value(kind) for name, kind in NAME_KINDS.items()}
     try:
         ex.eval_scalar(node, env)
     except ExpressionError:

@@ -320,3 +320,20 @@ def test_bad_workbook_refused_by_fill(tmp_path: Path, name: str, build, fragment
     run = tier("fill", str(source), "-r", "credit")
     assert_one_line_refusal(run, source.name)
     assert {p.name: digest(p) for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("target", ["o.csv", "o.xlsx", "o.parquet"])
+def test_parquet_date_outside_python_dates(tmp_path: Path, target: str) -> None:
+    """Found by fuzzing: a Parquet date of year 0 (pandas reads it as datetime64[s]) is an INVALID
+    as_of_date on that row — not an internal error while the passthrough column is rendered."""
+    import numpy as np
+
+    source = tmp_path / "y0.parquet"
+    pd.DataFrame({"评估日期": pd.Series([np.datetime64("0000-12-31"), np.datetime64("2024-06-30")]).astype("datetime64[s]"),
+                  "月均销售额": ["25,000", "25,000"], "平均回款天数": ["20", "20"]}).to_parquet(source)
+    run = tier("eval", "credit", str(source), "-o", str(tmp_path / target))
+    assert run.returncode == 0, run.stderr
+    frame = pd.read_csv(tmp_path / target, dtype=str, keep_default_na=False) if target.endswith(".csv") else \
+        pd.read_excel(tmp_path / target, dtype=str).fillna("") if target.endswith(".xlsx") else \
+        pd.read_parquet(tmp_path / target)
+    assert list(frame["errors"]) == ["INVALID:as_of_date", ""]

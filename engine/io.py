@@ -270,6 +270,24 @@ def neutralise_formula(text: str) -> str:
     return "'" + text
 
 
+def refuse_overwriting_input(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Raise InputError if `output` is one of the input files (same file: links and `./` included).
+
+    Writing results over the workbook they were read from would replace the analyst's sheet —
+    its formatting, other sheets and formulas — by a plain result table (PRODUCT §10: never lose
+    data). `tier fill` is the command that writes into a workbook, and it keeps everything else.
+    """
+    target = Path(output)
+    if not target.exists():
+        return
+    for source in inputs:
+        if source is None or not Path(source).exists():
+            continue
+        if os.path.samefile(target, source):
+            raise InputError(f"输出文件就是输入文件 / -o {target.name} is the input file {Path(source).name}; "
+                             f"write the results to a new file (use `tier fill` to fill a workbook in place)")
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path beside target, moved over it only if the block completes."""

@@ -241,3 +241,38 @@ def test_atomic_path_discards_on_error(tmp_path: Path) -> None:
         assert tmp.parent == target.parent and tmp.name.startswith(".t.csv.")
         tmp.write_text("new", encoding="utf-8")
     assert target.read_text(encoding="utf-8") == "new"
+
+
+# --------------------------------------------------------------------------- output over the input
+@pytest.mark.parametrize(("name", "args"), [
+    ("eval-csv-same-path", ["eval", "credit", "{in}/credit_customers.csv", "-o", "{in}/credit_customers.csv"]),
+    ("eval-xlsx-dot-path", ["eval", "credit", "{in}/credit_customers.xlsx", "-o", "{in}/./credit_customers.xlsx"]),
+    ("eval-symlink", ["eval", "credit", "{in}/credit_customers.csv", "-o", "{in}/link.csv"]),
+    ("eval-chunked", ["eval", "credit", "{in}/credit_customers.csv", "-o", "{in}/credit_customers.csv",
+                      "--chunk-rows", "10"]),
+    ("report-current", ["report", "-r", "credit", "--current", "{in}/credit_customers.xlsx",
+                        "-o", "{in}/credit_customers.xlsx"]),
+], ids=["eval-csv-same-path", "eval-xlsx-dot-path", "eval-symlink", "eval-chunked", "report-current"])
+def test_output_over_an_input_is_refused(inputs: Path, tmp_path: Path, name: str, args: list[str]) -> None:
+    """`-o` naming the input file would replace the analyst's data by a result table."""
+    (inputs / "link.csv").symlink_to(inputs / "credit_customers.csv")
+    before = digests(inputs)
+    run = tier(*[a.format(**{"in": inputs}) for a in args], cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "is the input file" in run.stderr
+    assert digests(inputs) == before
+    assert (inputs / "link.csv").is_symlink()
+
+
+def test_re_evaluating_a_result_file(inputs: Path, tmp_path: Path) -> None:
+    """A result (input columns + status, errors, notes, outputs) fed back in: graded again or refused
+    in one line — never an internal error."""
+    first = tmp_path / "first.csv"
+    assert tier("eval", "credit", str(inputs / "credit_customers.csv"), "-o", str(first), cwd=tmp_path).returncode == 0
+    run = tier("eval", "credit", str(first), "-o", str(tmp_path / "second.csv"), cwd=tmp_path)
+    assert run.returncode in (0, 2), run.stderr
+    assert "internal error" not in run.stderr and "Traceback" not in run.stderr
+    if run.returncode == 0:
+        second = pd.read_csv(tmp_path / "second.csv", dtype=str, keep_default_na=False)
+        again = pd.read_csv(first, dtype=str, keep_default_na=False)
+        assert list(second["grade"]) == list(again["grade"])

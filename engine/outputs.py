@@ -192,8 +192,15 @@ def render_cell(value: object, kind: str, decimals: int = 0) -> str:
         return ""
     if value is pd.NaT:
         return ""
-    if isinstance(value, (pd.Timestamp, dt.datetime)):
-        return value.strftime("%Y-%m-%d")
+    if isinstance(value, pd.Timestamp):
+        # ISO year-month-day like date.isoformat(); strftime writes year 99 as '99' and fails
+        # outright for pandas Timestamps outside years 1-9999 (a Parquet date of year 0)
+        if value is pd.NaT:
+            return ""
+        wall = value.tz_localize(None) if value.tzinfo is not None else value  # the local calendar day
+        return str(np.datetime_as_string(wall.to_datetime64().astype("datetime64[D]")))
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, np.datetime64):
@@ -232,16 +239,11 @@ def _text_cells(values: np.ndarray) -> np.ndarray | None:
     return result
 
 
-def _day_texts(values: np.ndarray) -> np.ndarray | None:
-    """datetime64 → 'YYYY-MM-DD' ('' for NaT), as strftime writes them; None outside years 1000-9999."""
+def _day_texts(values: np.ndarray) -> np.ndarray:
+    """datetime64 → 'YYYY-MM-DD' ('' for NaT), as `render_cell` writes each one."""
     days = values.astype("datetime64[D]")
-    present = ~np.isnat(days)
-    if present.any():
-        low, high = days[present].min(), days[present].max()
-        if low < np.datetime64("1000-01-01") or high > np.datetime64("9999-12-31"):
-            return None  # strftime's %Y does not pad years below 1000
     texts = np.datetime_as_string(days, unit="D").astype(object)
-    texts[~present] = ""
+    texts[np.isnat(days)] = ""
     return texts
 
 
@@ -268,12 +270,10 @@ def _input_texts(series: pd.Series) -> np.ndarray | None:
 
 def render_column(series: pd.Series, kind: str, decimals: int = 0) -> pd.Series:
     """One output column → text, vectorised for the common dtypes."""
-    if series.dtype.kind == "M":
-        texts = _day_texts(series.to_numpy())
-        if texts is not None:
-            return pd.Series(texts, index=series.index, dtype=object)
-        text = series.dt.strftime("%Y-%m-%d")
-        return text.where(series.notna(), "").astype(object)
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind == "M":
+        return pd.Series(_day_texts(series.to_numpy()), index=series.index, dtype=object)
+    if series.dtype.kind == "M":  # timezone-aware: the wall-clock day, cell by cell
+        return pd.Series([render_cell(v, kind) for v in series], index=series.index, dtype=object)
     if series.dtype.kind == "f":
         values = series.to_numpy()
         present = ~np.isnan(values)

@@ -318,6 +318,15 @@ def write_csv(text_frame: pd.DataFrame, path: Path) -> None:
         safe.to_csv(tmp, index=False, encoding="utf-8-sig", lineterminator="\r\n")
 
 
+def _excel_date(value: object) -> dt.datetime | None:
+    """A date Excel can hold as a date cell (1900-01-01 onwards), else None: it is written as text."""
+    try:
+        stamp = pd.Timestamp(value).to_pydatetime().replace(tzinfo=None)
+    except (ValueError, OverflowError):  # year 0, out-of-range datetimes
+        return None
+    return stamp if stamp.year >= 1900 else None
+
+
 def write_xlsx(frame: pd.DataFrame, text_frame: pd.DataFrame, path: Path, sheet: str = "结果") -> None:
     """Typed values as Excel cells: numbers as numbers, dates as dates, text never as a formula."""
     import xlsxwriter
@@ -339,9 +348,8 @@ def write_xlsx(frame: pd.DataFrame, text_frame: pd.DataFrame, path: Path, sheet:
                     sheet_obj.write_boolean(row, col, bool(value))
                 elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
                     sheet_obj.write_number(row, col, float(value))
-                elif isinstance(value, (pd.Timestamp, dt.datetime, dt.date, np.datetime64)):
-                    stamp = pd.Timestamp(value)
-                    sheet_obj.write_datetime(row, col, stamp.to_pydatetime().replace(tzinfo=None), date_fmt)
+                elif isinstance(value, (pd.Timestamp, dt.datetime, dt.date, np.datetime64)) and _excel_date(value):
+                    sheet_obj.write_datetime(row, col, _excel_date(value), date_fmt)
                 else:
                     sheet_obj.write_string(row, col, str(text))
             sheet_obj.set_column(col, col, max(10, min(40, len(str(name)) * 2)))

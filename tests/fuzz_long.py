@@ -67,10 +67,17 @@ def _hypothesis_targets() -> dict[str, Callable[[int], Callable[[], None]]]:
 ROUND = {"values": 300, "expressions": 1_000, "rulesets": 40}
 
 
-def run_hypothesis(seconds_each: float) -> dict[str, Any]:
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The individual failures of a hypothesis ExceptionGroup (several distinct bugs at once)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def run_hypothesis(seconds_each: float, skip_known: bool = False) -> dict[str, Any]:
     from tests import fuzzing
 
-    fuzzing.KNOWN_OPEN = False  # the long run looks for everything, open bugs included
+    fuzzing.KNOWN_OPEN = skip_known  # by default the long run looks for everything, open bugs included
     targets = _hypothesis_targets()
     report: dict[str, Any] = {}
     for name, build in targets.items():
@@ -82,15 +89,21 @@ def run_hypothesis(seconds_each: float) -> dict[str, Any]:
             try:
                 build(ROUND[name])()
             except Exception as exc:  # noqa: BLE001 — a property failed: record it, keep fuzzing
-                notes = "\n".join(getattr(exc, "__notes__", []))
-                failures.append({"error": f"{type(exc).__name__}: {str(exc)[:500]}", "reproducer": notes[:4000],
-                                 "where": traceback.format_exception(exc)[-2][:500] if exc.__traceback__ else ""})
-                print(f"[hypothesis {name}] FAILURE {type(exc).__name__}: {str(exc)[:200]}\n{notes[:2000]}",
-                      file=sys.stderr)
+                for single in _leaves(exc):
+                    notes = "\n".join(getattr(single, "__notes__", []))
+                    frame = traceback.extract_tb(single.__traceback__)[-1] if single.__traceback__ else None
+                    where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+                    key = f"{type(single).__name__} at {where}"
+                    if key not in {f["key"] for f in failures}:
+                        failures.append({"key": key, "error": f"{type(single).__name__}: {str(single)[:300]}",
+                                         "reproducer": notes[:3000], "found": 0})
+                        print(f"[hypothesis {name}] FAILURE {key}: {str(single)[:200]}\n{notes[:1500]}",
+                              file=sys.stderr)
+                    next(f for f in failures if f["key"] == key)["found"] += 1
         counts = {k: v - before.get(k, 0) for k, v in fuzzing.COUNTS.items() if v - before.get(k, 0)}
         report[name] = {"rounds": rounds, "seconds": round(seconds_each), "executions": counts,
                         "failures": failures}
-        print(f"[hypothesis {name}] {rounds} rounds, {counts}, {len(failures)} failure(s)", file=sys.stderr)
+        print(f"[hypothesis {name}] {rounds} rounds, {counts}, {len(failures)} distinct failure(s)", file=sys.stderr)
     return report
 
 
@@ -164,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["hypothesis", "atheris"], help="run one fuzzer only")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--workdir", type=Path, help="atheris corpora and crash files (default: a temp folder)")
+    parser.add_argument("--skip-known", action="store_true",
+                        help="skip the shapes of reported open bugs (tests/fuzzing.py KNOWN_OPEN), to look for new ones")
     args = parser.parse_args(argv)
     try:
         import atheris  # noqa: F401
@@ -178,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     figures: dict[str, Any] = {"python": sys.version.split()[0], "minutes_budget": args.minutes}
     if "hypothesis" in fuzzers:
-        figures["hypothesis"] = run_hypothesis(seconds_each)
+        figures["hypothesis"] = run_hypothesis(seconds_each, skip_known=args.skip_known)
     if "atheris" in fuzzers:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tierbook-fuzz-"))
         figures["atheris"] = run_atheris(seconds_each, workdir)

@@ -119,6 +119,12 @@ def evaluate(ruleset: str | os.PathLike | RulesetDef | CompiledRuleset, table: A
         raise TierError(f"未知引擎 / unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     compiled = compile(ruleset, params)
     frame = _as_frame(table)
+    # A result file fed back in (last quarter's output) already has the output columns: they are
+    # recomputed, not duplicated — the new values replace them at the end of the table.
+    produced = {"status", "errors", "notes", "fired_rules", *(o.key for o in compiled.definition.outputs)}
+    stale = [c for c in frame.columns if str(c) in produced]
+    if stale:
+        frame = frame.drop(columns=stale)
     columns = input_columns(compiled, frame, sheet=sheet)
     if engine == "vector":
         result = _evaluate_vector(compiled, columns, len(frame), explain)

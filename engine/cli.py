@@ -72,6 +72,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from engine.rows import alias_index
 
     started = time.perf_counter()
+    tio.refuse_overwriting_input(args.output, args.input)  # never replace the analyst's data by results
     compiled = api.compile(args.ruleset, _params(args.param))
     if args.engine == "rete":
         reason = _rete_reason()
@@ -163,8 +164,10 @@ def cmd_fill(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from engine import io as tio
     from engine.report import ReportOptions, build_report
 
+    tio.refuse_overwriting_input(args.output, args.current, args.previous)
     staff = {role: int(count) for role, count in _params(args.staff).items()}
     options = ReportOptions(key=args.key, group_by=args.group_by, owner=args.owner, balances=tuple(args.balance),
                             capacity_days=args.capacity_days, calendar_by=args.by, staff=staff,

@@ -141,6 +141,11 @@ def parse_value(  # `type` shadows the builtin: it is the contract's name (DESIG
     list of allowed values of an enum (compared after trimming both sides).
     """
     allowed = _allowed_values(type, values)
+    if _outside_calendar(raw):  # a Parquet date of year 0 reads as such a Timestamp
+        text = f"{raw.year:04d}-{raw.month:02d}-{raw.day:02d}"
+        if type == "text":
+            return text, None
+        return None, f"'{text}' 超出公历年份 1–9999 / is outside years 1-9999"
     if isinstance(raw, (np.timedelta64, dt.timedelta, pd.Timedelta)):
         # a duration is no cell value any ruleset accepts (np.timedelta64 even poses as an integer)
         if is_blank(raw) or (isinstance(raw, np.timedelta64) and np.isnat(raw)):
@@ -181,6 +186,11 @@ def _allowed_values(kind: str, values: Sequence[object] | None) -> frozenset[str
     if not values:
         raise RulesetError("enum 类型需要 values 列表 / an enum input needs a non-empty `values` list")
     return frozenset((v if isinstance(v, str) else render_text(v)).strip() for v in values)
+
+
+def _outside_calendar(raw: object) -> bool:
+    """A pandas Timestamp outside years 1-9999 (Python's date cannot hold it)."""
+    return isinstance(raw, pd.Timestamp) and raw is not pd.NaT and not 1 <= raw.year <= 9999
 
 
 def _to_decimal(raw: object, *, percent: bool) -> Decimal | None:
@@ -605,6 +615,11 @@ def _parse_objects(items: np.ndarray, kind: str, allowed: frozenset[str] | None)
         else:
             parts.append((rows, _parse_ints(ints, kind, allowed)))
     rows = take(_DAY)
+    if len(rows):
+        outside = np.fromiter((_outside_calendar(cell) for cell in items[rows]), dtype=bool, count=len(rows))
+        if outside.any():  # pandas Timestamps of year 0 or < 1: parse_value says INVALID
+            slow[rows[outside]] = True
+            rows = rows[~outside]
     if len(rows):
         # toordinal() is the (wall-clock) calendar day of dates, datetimes and Timestamps alike,
         # and 30x faster than numpy's object → datetime64 conversion.

@@ -74,10 +74,9 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def run_hypothesis(seconds_each: float, skip_known: bool = False) -> dict[str, Any]:
+def run_hypothesis(seconds_each: float) -> dict[str, Any]:
     from tests import fuzzing
 
-    fuzzing.KNOWN_OPEN = skip_known  # by default the long run looks for everything, open bugs included
     targets = _hypothesis_targets()
     report: dict[str, Any] = {}
     for name, build in targets.items():
@@ -177,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["hypothesis", "atheris"], help="run one fuzzer only")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--workdir", type=Path, help="atheris corpora and crash files (default: a temp folder)")
-    parser.add_argument("--skip-known", action="store_true",
-                        help="skip the shapes of reported open bugs (tests/fuzzing.py KNOWN_OPEN), to look for new ones")
     args = parser.parse_args(argv)
     try:
         import atheris  # noqa: F401
@@ -193,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     figures: dict[str, Any] = {"python": sys.version.split()[0], "minutes_budget": args.minutes}
     if "hypothesis" in fuzzers:
-        figures["hypothesis"] = run_hypothesis(seconds_each, skip_known=args.skip_known)
+        figures["hypothesis"] = run_hypothesis(seconds_each)
     if "atheris" in fuzzers:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tierbook-fuzz-"))
         figures["atheris"] = run_atheris(seconds_each, workdir)

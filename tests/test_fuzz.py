@@ -74,6 +74,15 @@ def test_timedelta_cells_regression() -> None:
     assert failures == []
 
 
+def test_timedelta_text_regression() -> None:
+    """Found by fuzzing (after the crash above was fixed): in a text column a timedelta64 column
+    renders as '0 seconds' but the same cell alone as '0 days 00:00:00' — parse_column must
+    give what parse_value gives, row for row."""
+    for cell in (pd.Timedelta(0), pd.Timedelta(hours=3)):
+        column = parse_column(pd.Series([cell]), "text")
+        assert column.values[0] == parse_value(cell, "text")[0]
+
+
 def test_out_of_range_timestamp_regression() -> None:
     """Found by fuzzing: pandas 3 Timestamps may lie outside years 1–9999 (a Parquet date column of
     year 0 reads as one); `parse_value` raised NotImplementedError on them (`Timestamp.date()`) and

@@ -151,8 +151,8 @@ def parse_value(  # `type` shadows the builtin: it is the contract's name (DESIG
         if is_blank(raw) or (isinstance(raw, np.timedelta64) and np.isnat(raw)):
             return None, None
         if type == "text":
-            return str(raw), None
-        return None, f"{_reason(raw, type, allowed)} ({str(raw)!r} 是时长 / is a duration)"
+            return render_text(raw), None
+        return None, f"{_reason(raw, type, allowed)} ({render_text(raw)!r} 是时长 / is a duration)"
     if is_blank(raw):
         return None, None
     if type in _NUMBER_KINDS:
@@ -279,7 +279,7 @@ def render_text(raw: object) -> str:
     if isinstance(raw, str):
         return str(raw)
     if isinstance(raw, (np.timedelta64, dt.timedelta)):  # before np.integer: timedelta64 subclasses it
-        return str(raw)
+        return str(pd.Timedelta(raw))  # one spelling whichever container the duration came in
     if isinstance(raw, (bool, np.bool_)):
         return "TRUE" if raw else "FALSE"
     if isinstance(raw, (int, np.integer)):

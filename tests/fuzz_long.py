@@ -20,8 +20,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -154,7 +155,7 @@ def run_atheris(seconds_each: float, workdir: Path) -> dict[str, Any]:
         args = [sys.executable, str(script), f"-max_total_time={int(seconds_each)}", "-max_len=60000",
                 f"-artifact_prefix={workdir}/crash-{name}-", "-print_final_stats=1", str(corpus)]
         started = time.monotonic()
-        run = subprocess.run(args, capture_output=True, text=True, cwd=workdir, timeout=seconds_each * 3 + 120)
+        run = subprocess.run(args, check=False, capture_output=True, text=True, cwd=workdir, timeout=seconds_each * 3 + 120)
         # libFuzzer's own count (atheris leaves with os._exit when the time is up: no atexit)
         executions = next((int(line.split()[-1]) for line in run.stderr.splitlines()
                            if line.startswith("stat::number_of_executed_units")), None)

@@ -70,7 +70,7 @@ ANY_CELL = st.one_of(
     st.integers(), st.floats(), st.decimals(), st.fractions(), st.complex_numbers(),
     st.text(alphabet=st.characters(blacklist_categories=()), max_size=12),  # surrogates too
     st.binary(max_size=6), st.times(), st.timedeltas(), st.dates(),
-    st.datetimes(timezones=st.sampled_from([None, _TZ, dt.timezone.utc])),
+    st.datetimes(timezones=st.sampled_from([None, _TZ, dt.UTC])),
     st.tuples(st.integers(-(2**70), 2**70),
               st.sampled_from([np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64, np.float16, np.float32,
                                np.float64, np.longdouble, np.complex64])).map(lambda t: _numpy_scalar(*t)),
@@ -202,7 +202,7 @@ def _vec(kind: str, value: Any) -> ex.Vec:
 
 
 SAMPLE_VALUES = {
-    "number": [None, Decimal(0), Decimal(1), Decimal("-1"), Decimal("0.1"), Decimal("2.5"), Decimal(10**20),
+    "number": [None, Decimal(0), Decimal(1), Decimal(-1), Decimal("0.1"), Decimal("2.5"), Decimal(10**20),
                Decimal("99999999999999999999.99")],
     "date": [None, dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(1, 1, 1), dt.date(9999, 12, 31)],
     "boolean": [None, True, False],

@@ -15,9 +15,11 @@ threaded work each one is exactly as it was.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -89,7 +91,7 @@ def _run_threads(work: Callable[[int, int], Any]) -> list[list[Any]]:
 
 
 def _cell(value: Any) -> Any:
-    return None if isinstance(value, float) and value != value else value  # NaN == NaN for the comparison
+    return None if isinstance(value, float) and math.isnan(value) else value  # NaN == NaN for the comparison
 
 
 def _snapshot(frame: pd.DataFrame) -> tuple:

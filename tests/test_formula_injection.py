@@ -49,7 +49,7 @@ PLAIN = ["甲公司", "a=b", " =1+1", "＝1+1", "'=already quoted"]
 
 def tier(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOOK_")}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], check=False, capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=300)
 
 

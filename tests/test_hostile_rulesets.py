@@ -38,7 +38,7 @@ CANARY = "tierbook_canary"
 def tier(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOOK_")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], check=False, capture_output=True, text=True,
                            cwd=cwd, env=env, timeout=300)
 
 
@@ -295,7 +295,7 @@ def test_nothing_executes_audit_hook(tmp_path: Path) -> None:
     files = [str(p) for p in sorted(CORPUS.glob("*.yaml"))] + [str(p) for p in generated]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOOK_")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    run = subprocess.run([sys.executable, "-c", AUDIT_SCRIPT, *files], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", AUDIT_SCRIPT, *files], check=False, capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []

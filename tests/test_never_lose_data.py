@@ -36,7 +36,7 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def tier(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], check=False, capture_output=True, text=True, cwd=cwd,
                           env=env(PYTHONPATH=str(ROOT)), timeout=300)
 
 
@@ -231,10 +231,9 @@ def test_failed_write_removes_temp_and_keeps_target(tmp_path: Path, monkeypatch:
 def test_atomic_path_discards_on_error(tmp_path: Path) -> None:
     target = tmp_path / "t.csv"
     target.write_text("old", encoding="utf-8")
-    with pytest.raises(KeyboardInterrupt):
-        with tio.atomic_path(target) as tmp:
-            tmp.write_text("half", encoding="utf-8")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), tio.atomic_path(target) as tmp:
+        tmp.write_text("half", encoding="utf-8")
+        raise KeyboardInterrupt
     assert target.read_text(encoding="utf-8") == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
     with tio.atomic_path(target) as tmp:

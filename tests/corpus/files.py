@@ -147,10 +147,10 @@ BILLION_LAUGHS = (
 ).encode()
 
 XXE = (
-    '<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-    '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1">'
-    '<si><t>&x;</t></si></sst>'
-).encode()
+    b'<?xml version="1.0"?><!DOCTYPE sst [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1">'
+    b'<si><t>&x;</t></si></sst>'
+)
 
 
 def shared_strings_replaced(source: Path, target: Path, xml: bytes) -> Path:
@@ -201,25 +201,25 @@ def _small(name: str, text: str) -> tuple[str, bytes, int, int, int]:
 
 
 _WORKBOOK_PARTS = [
-    ("[Content_Types].xml",
+    ("[Content_Types].xml", (
      '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
      '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
      '<Default Extension="xml" ContentType="application/xml"/>'
      '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.'
      'spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType='
-     '"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>'),
-    ("_rels/.rels",
+     '"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/></Types>')),
+    ("_rels/.rels", (
      '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
      '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-     'officeDocument" Target="xl/workbook.xml"/></Relationships>'),
-    ("xl/workbook.xml",
+     'officeDocument" Target="xl/workbook.xml"/></Relationships>')),
+    ("xl/workbook.xml", (
      '<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
      'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-     '<sheet name="数据" sheetId="1" r:id="rId1"/></sheets></workbook>'),
-    ("xl/_rels/workbook.xml.rels",
+     '<sheet name="数据" sheetId="1" r:id="rId1"/></sheets></workbook>')),
+    ("xl/_rels/workbook.xml.rels", (
      '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
      '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
-     'worksheet" Target="worksheets/sheet1.xml"/></Relationships>'),
+     'worksheet" Target="worksheets/sheet1.xml"/></Relationships>')),
 ]
 
 

@@ -83,6 +83,24 @@ def test_timedelta_text_regression() -> None:
         assert column.values[0] == parse_value(cell, "text")[0]
 
 
+def test_huge_duration_regression() -> None:
+    """Found by fuzzing (after 4c94af5): a `datetime.timedelta` beyond pandas' ±292 years made
+    `render_text` raise OutOfBoundsTimedelta (`pd.Timedelta(raw)`), so every type crashed on it
+    while quoting the cell in the reason."""
+    import datetime as _dt
+
+    failures = []
+    for cell in (_dt.timedelta(days=106_751_992), _dt.timedelta.max, -_dt.timedelta.max):
+        for kind in TYPES:
+            try:
+                value, problem = parse_value(cell, kind, ["x"] if kind == "enum" else None)
+                assert (value is None) != (problem is None)
+                parse_column([cell], kind, ["x"] if kind == "enum" else None)
+            except Exception as exc:  # noqa: BLE001 — every combination is reported at once
+                failures.append(f"{cell!r} as {kind}: {type(exc).__name__}")
+    assert failures == []
+
+
 def test_out_of_range_timestamp_regression() -> None:
     """Found by fuzzing: pandas 3 Timestamps may lie outside years 1–9999 (a Parquet date column of
     year 0 reads as one); `parse_value` raised NotImplementedError on them (`Timestamp.date()`) and

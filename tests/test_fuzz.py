@@ -90,7 +90,7 @@ def test_huge_duration_regression() -> None:
     import datetime as _dt
 
     failures = []
-    for cell in (_dt.timedelta(days=106_751_992), _dt.timedelta.max, -_dt.timedelta.max):
+    for cell in (_dt.timedelta(days=106_751_992), _dt.timedelta.max, _dt.timedelta.min):
         for kind in TYPES:
             try:
                 value, problem = parse_value(cell, kind, ["x"] if kind == "enum" else None)

@@ -279,7 +279,10 @@ def render_text(raw: object) -> str:
     if isinstance(raw, str):
         return str(raw)
     if isinstance(raw, (np.timedelta64, dt.timedelta)):  # before np.integer: timedelta64 subclasses it
-        return str(pd.Timedelta(raw))  # one spelling whichever container the duration came in
+        try:
+            return str(pd.Timedelta(raw))  # one spelling whichever container the duration came in
+        except (OverflowError, ValueError):  # beyond pandas' ±292 years (OutOfBoundsTimedelta)
+            return str(raw)
     if isinstance(raw, (bool, np.bool_)):
         return "TRUE" if raw else "FALSE"
     if isinstance(raw, (int, np.integer)):

@@ -48,8 +48,11 @@ NUMBER_STEPS = np.array([0.0, 0.0, 0.01, -0.01, 1.0, -1.0])
 
 
 # --------------------------------------------------------------------------- generated data
-def _constants(compiled: CompiledRuleset) -> np.ndarray:
-    """Every number literal the compiled conditions, assignments and checks compare with."""
+def number_constants(compiled: CompiledRuleset) -> list[Decimal]:
+    """Every number literal the compiled conditions, assignments and checks compare with (sorted).
+
+    Boundary-rich data clusters at these; the differential tests' row generator uses them too.
+    """
     found: set[Decimal] = set()
 
     def walk(node: object) -> None:
@@ -72,7 +75,11 @@ def _constants(compiled: CompiledRuleset) -> np.ndarray:
     for check in compiled.checks:
         if check.fails_when is not None:
             walk(check.fails_when)
-    return np.array(sorted(float(v) for v in found) or [0.0])
+    return sorted(found)
+
+
+def _constants(compiled: CompiledRuleset) -> np.ndarray:
+    return np.array([float(v) for v in number_constants(compiled)] or [0.0])
 
 
 def _blank_where(values: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:

@@ -10,36 +10,15 @@ import datetime as dt
 import random
 from decimal import Decimal
 
-from engine import expr as ex
+from engine.bench import number_constants
 from engine.compile import CompiledRuleset
 
 BAD_TEXT = ["abc", "无", "-", "N/A", "#N/A", "２０", "1,00", "12.5.1", "不知道"]
 
 
 def constants(compiled: CompiledRuleset) -> list[Decimal]:
-    """Every number literal in the compiled conditions, checks and assignments."""
-    found: set[Decimal] = set()
-
-    def walk(node) -> None:
-        if isinstance(node, ex.Literal) and isinstance(node.value, Decimal):
-            found.add(node.value)
-        for value in getattr(node, "__dict__", {}).values():
-            if isinstance(value, ex.Node):
-                walk(value)
-            elif isinstance(value, tuple):
-                for item in value:
-                    if isinstance(item, ex.Node):
-                        walk(item)
-    for decision in compiled.decisions:
-        for rule in decision.rules:
-            if rule.condition is not None:
-                walk(rule.condition)
-            for _key, node in rule.assignments:
-                walk(node)
-    for check in compiled.checks:
-        if check.fails_when is not None:
-            walk(check.fails_when)
-    return sorted(found)
+    """Every number literal the ruleset compares with (engine.bench owns the walk)."""
+    return number_constants(compiled)
 
 
 def _number(rng: random.Random, consts: list[Decimal], inp) -> object:

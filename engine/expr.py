@@ -24,6 +24,7 @@ import datetime as dt
 import decimal
 import difflib
 import numbers
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -35,7 +36,7 @@ from engine.errors import ExpressionError
 __all__ = [
     "And", "BinOp", "Call", "Compare", "FUNCTIONS", "InList", "InRange", "Literal", "MAX_DEPTH",
     "MAX_LENGTH", "Name", "Neg", "Node", "Not", "Or", "Vec", "VectorContext", "eval_condition",
-    "eval_scalar", "eval_vector", "free_names", "infer_type", "parse_expression", "substitute",
+    "compile_scalar", "eval_scalar", "eval_vector", "free_names", "infer_type", "parse_expression", "substitute",
     "to_text",
 ]
 
@@ -955,25 +956,34 @@ def eval_scalar(node: Node, env: Mapping[str, object]) -> object:
     Values in `env` may be any Python value the value model accepts (float → Decimal of its repr,
     int → Decimal). A name missing from `env` raises ExpressionError. Trees are assumed to have
     passed `infer_type`; a kind mismatch at run time is reported as an ExpressionError too.
+
+    This walks the tree and is the reference; `compile_scalar` turns a tree into a function with
+    the same results for the engines that evaluate one expression for many rows.
     """
     with decimal.localcontext(_DECIMAL_CONTEXT):
         try:
             return _scalar(node, env)
         except (TypeError, decimal.InvalidOperation) as exc:
-            raise ExpressionError(f"cannot evaluate {to_text(node)}: values of the wrong kind "
-                                  f"({exc})", node.pos) from exc
+            raise _wrong_kinds(node, exc) from exc
+
+
+def _wrong_kinds(node: Node, exc: Exception) -> ExpressionError:
+    return ExpressionError(f"cannot evaluate {to_text(node)}: values of the wrong kind ({exc})", node.pos)
+
+
+def _read_name(node: Name, env: Mapping[str, object]) -> object:
+    try:
+        raw = env[node.name]
+    except KeyError:
+        raise ExpressionError(f"unknown name {node.name!r}.{_suggest(node.name, env)}", node.pos) from None
+    return _to_value(raw)
 
 
 def _scalar(node: Node, env: Mapping[str, object]) -> object:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, Name):
-        try:
-            raw = env[node.name]
-        except KeyError:
-            raise ExpressionError(f"unknown name {node.name!r}.{_suggest(node.name, env)}",
-                                  node.pos) from None
-        return _to_value(raw)
+        return _read_name(node, env)
     if isinstance(node, Compare):
         return _compare_scalar(node.op, _scalar(node.left, env), _scalar(node.right, env))
     if isinstance(node, And):
@@ -983,21 +993,9 @@ def _scalar(node: Node, env: Mapping[str, object]) -> object:
     if isinstance(node, Not):
         return _scalar(node.operand, env) is not True
     if isinstance(node, BinOp):
-        left, right = _scalar(node.left, env), _scalar(node.right, env)
-        if left is None or right is None:
-            return None
-        if node.op == "+":
-            return left + right  # type: ignore[operator]
-        if node.op == "-":
-            return left - right  # type: ignore[operator]
-        if node.op == "*":
-            return left * right  # type: ignore[operator]
-        if right == 0:
-            return None
-        return left / right  # type: ignore[operator]
+        return _ARITHMETIC[node.op](_scalar(node.left, env), _scalar(node.right, env))
     if isinstance(node, Neg):
-        value = _scalar(node.operand, env)
-        return None if value is None else -value  # type: ignore[operator]
+        return _negate(_scalar(node.operand, env))
     if isinstance(node, InList):
         item = _scalar(node.item, env)
         if item is None:
@@ -1006,15 +1004,56 @@ def _scalar(node: Node, env: Mapping[str, object]) -> object:
         return not hit if node.negated else hit
     if isinstance(node, InRange):
         item, low, high = (_scalar(n, env) for n in (node.item, node.low, node.high))
-        if item is None or low is None or high is None:
-            return False
-        above = low <= item if node.low_closed else low < item  # type: ignore[operator]
-        below = item <= high if node.high_closed else item < high  # type: ignore[operator]
-        inside = above and below
-        return not inside if node.negated else inside
+        return _in_range_scalar(node, item, low, high)
     if isinstance(node, Call):
-        return _SCALAR_FUNCTIONS[node.func](node.args, env)
+        if node.func == "if":  # the one lazy function: only the chosen branch is evaluated
+            return _scalar(node.args[1] if _scalar(node.args[0], env) is True else node.args[2], env)
+        return _SCALAR_FUNCTIONS[node.func](*[_scalar(a, env) for a in node.args])
     raise ExpressionError(f"not an expression node: {node!r}")
+
+
+# Operations on values. Decimal arithmetic names _DECIMAL_CONTEXT explicitly, so the results do
+# not depend on the caller's thread context (compiled functions run without `localcontext`).
+def _operation(op: Callable[[Decimal, Decimal], Decimal], fallback: Callable[[object, object], object]
+               ) -> Callable[[object, object], object]:
+    def apply(left: object, right: object) -> object:
+        if left is None or right is None:
+            return None
+        if type(left) is Decimal and type(right) is Decimal:
+            return op(left, right)
+        return fallback(left, right)  # values of the wrong kind: Python's own error (TypeError)
+    return apply
+
+
+def _divide(left: object, right: object) -> object:
+    if left is None or right is None or right == 0:
+        return None
+    if type(left) is Decimal and type(right) is Decimal:
+        return _DECIMAL_CONTEXT.divide(left, right)
+    return left / right  # type: ignore[operator]
+
+
+_ARITHMETIC: dict[str, Callable[[object, object], object]] = {
+    "+": _operation(_DECIMAL_CONTEXT.add, lambda a, b: a + b),  # type: ignore[operator]
+    "-": _operation(_DECIMAL_CONTEXT.subtract, lambda a, b: a - b),  # type: ignore[operator]
+    "*": _operation(_DECIMAL_CONTEXT.multiply, lambda a, b: a * b),  # type: ignore[operator]
+    "/": _divide,
+}
+
+
+def _negate(value: object) -> object:
+    if value is None:
+        return None
+    return _DECIMAL_CONTEXT.minus(value) if type(value) is Decimal else -value  # type: ignore[operator]
+
+
+def _in_range_scalar(node: InRange, item: object, low: object, high: object) -> bool:
+    if item is None or low is None or high is None:
+        return False
+    above = low <= item if node.low_closed else low < item  # type: ignore[operator]
+    below = item <= high if node.high_closed else item < high  # type: ignore[operator]
+    inside = above and below
+    return not inside if node.negated else inside
 
 
 def _compare_scalar(op: str, left: object, right: object) -> bool:
@@ -1022,22 +1061,19 @@ def _compare_scalar(op: str, left: object, right: object) -> bool:
         return False
     if isinstance(left, bool) is not isinstance(right, bool):
         raise TypeError(f"cannot compare {left!r} with {right!r}")
-    if op == "=":
-        return bool(left == right)
-    if op == "!=":
-        return bool(left != right)
-    if op == "<":
-        return bool(left < right)  # type: ignore[operator]
-    if op == "<=":
-        return bool(left <= right)  # type: ignore[operator]
-    if op == ">":
-        return bool(left > right)  # type: ignore[operator]
-    return bool(left >= right)  # type: ignore[operator]
+    return bool(_COMPARE.get(op, operator.ge)(left, right))
+
+
+_COMPARE: dict[str, Callable[[object, object], object]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
 
 
 def _whole(value: object) -> int | None:
     """The int of a whole Decimal, or None (blank, or a fraction where a count is needed)."""
-    if value is None or not isinstance(value, Decimal) or value != value.to_integral_value():
+    if value is None or not isinstance(value, Decimal):
+        return None
+    if value != value.to_integral_value(context=_DECIMAL_CONTEXT):
         return None
     return int(value)
 
@@ -1054,7 +1090,7 @@ def _add_months(day: dt.date, months: int) -> dt.date | None:
 def _number_text(value: Decimal) -> str:
     if value == 0:
         return "0"
-    return format(value.normalize(), "f")
+    return format(value.normalize(_DECIMAL_CONTEXT), "f")
 
 
 def _text_of(value: object) -> str:
@@ -1069,32 +1105,32 @@ def _text_of(value: object) -> str:
     return str(value)
 
 
-def _fn_add_days(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    day, count = _scalar(args[0], env), _whole(_scalar(args[1], env))
-    if day is None or count is None:
+# The functions on values (every argument evaluated first; `if` is lazy and handled by the callers).
+def _fn_add_days(day: object, count: object) -> object:
+    days = _whole(count)
+    if day is None or days is None:
         return None
     try:
-        return day + dt.timedelta(days=count)  # type: ignore[operator]
+        return day + dt.timedelta(days=days)  # type: ignore[operator]
     except OverflowError:
         return None
 
 
-def _fn_add_months(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    day, count = _scalar(args[0], env), _whole(_scalar(args[1], env))
-    if day is None or count is None:
+def _fn_add_months(day: object, count: object) -> object:
+    months = _whole(count)
+    if day is None or months is None:
         return None
-    return _add_months(day, count)  # type: ignore[arg-type]
+    return _add_months(day, months)  # type: ignore[arg-type]
 
 
-def _fn_days_between(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    first, second = _scalar(args[0], env), _scalar(args[1], env)
+def _fn_days_between(first: object, second: object) -> object:
     if first is None or second is None:
         return None
     return Decimal((second - first).days)  # type: ignore[operator]
 
 
-def _fn_date(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    year, month, day = (_whole(_scalar(a, env)) for a in args)
+def _fn_date(*parts: object) -> object:
+    year, month, day = (_whole(part) for part in parts)
     if year is None or month is None or day is None:
         return None
     try:
@@ -1103,9 +1139,8 @@ def _fn_date(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
         return None
 
 
-def _date_part(part: Callable[[dt.date], int]) -> Callable[[tuple[Node, ...], Mapping[str, object]], object]:
-    def function(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-        day = _scalar(args[0], env)
+def _date_part(part: Callable[[dt.date], int]) -> Callable[[object], object]:
+    def function(day: object) -> object:
         return None if day is None else Decimal(part(day))  # type: ignore[arg-type]
     return function
 
@@ -1114,66 +1149,157 @@ def _quarter_start(day: dt.date) -> dt.date:
     return dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
 
 
-def _fn_quarter_start(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    day = _scalar(args[0], env)
+def _fn_quarter_start(day: object) -> object:
     return None if day is None else _quarter_start(day)  # type: ignore[arg-type]
 
 
-def _fn_next_quarter_start(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    day = _scalar(args[0], env)
+def _fn_next_quarter_start(day: object) -> object:
     return None if day is None else _add_months(_quarter_start(day), 3)  # type: ignore[arg-type]
 
 
-def _extreme(pick: Callable[..., object]) -> Callable[[tuple[Node, ...], Mapping[str, object]], object]:
-    def function(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-        values = [_scalar(a, env) for a in args]
+def _extreme(pick: Callable[..., object]) -> Callable[..., object]:
+    def function(*values: object) -> object:
         return None if any(v is None for v in values) else pick(values)
     return function
 
 
-def _fn_abs(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    value = _scalar(args[0], env)
-    return None if value is None else abs(value)  # type: ignore[arg-type]
+def _fn_abs(value: object) -> object:
+    if value is None:
+        return None
+    return _DECIMAL_CONTEXT.abs(value) if type(value) is Decimal else abs(value)  # type: ignore[arg-type]
 
 
-def _fn_round(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    value, places = _scalar(args[0], env), _whole(_scalar(args[1], env))
-    if value is None or places is None:
+def _fn_round(value: object, places: object) -> object:
+    digits = _whole(places)
+    if value is None or digits is None:
         return None
     if not isinstance(value, Decimal):
         raise TypeError(f"round() of {value!r}")
-    if -value.as_tuple().exponent <= places:  # type: ignore[operator]
+    if -value.as_tuple().exponent <= digits:  # type: ignore[operator]
         return value  # nothing to drop
     try:
-        return value.quantize(Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_UP)
+        return value.quantize(Decimal(1).scaleb(-digits, _DECIMAL_CONTEXT), rounding=decimal.ROUND_HALF_UP,
+                              context=_DECIMAL_CONTEXT)
     except decimal.InvalidOperation:
         return Decimal(0)  # rounding to more than 999,999 places left of the point
 
 
-def _fn_if(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    return _scalar(args[1] if _scalar(args[0], env) is True else args[2], env)
+def _fn_is_blank(value: object) -> object:
+    return value is None
 
 
-def _fn_is_blank(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    return _scalar(args[0], env) is None
+def _fn_present(value: object) -> object:
+    return value is not None
 
 
-def _fn_present(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    return _scalar(args[0], env) is not None
+def _fn_concat(*values: object) -> object:
+    return "".join(_text_of(value) for value in values)
 
 
-def _fn_concat(args: tuple[Node, ...], env: Mapping[str, object]) -> object:
-    return "".join(_text_of(_scalar(a, env)) for a in args)
-
-
-_SCALAR_FUNCTIONS: dict[str, Callable[[tuple[Node, ...], Mapping[str, object]], object]] = {
+_SCALAR_FUNCTIONS: dict[str, Callable[..., object]] = {
     "add_days": _fn_add_days, "add_months": _fn_add_months, "days_between": _fn_days_between,
     "date": _fn_date, "year": _date_part(lambda d: d.year), "month": _date_part(lambda d: d.month),
     "day": _date_part(lambda d: d.day), "quarter": _date_part(lambda d: (d.month - 1) // 3 + 1),
     "quarter_start": _fn_quarter_start, "next_quarter_start": _fn_next_quarter_start,
-    "min": _extreme(min), "max": _extreme(max), "abs": _fn_abs, "round": _fn_round, "if": _fn_if,
+    "min": _extreme(min), "max": _extreme(max), "abs": _fn_abs, "round": _fn_round,
     "is_blank": _fn_is_blank, "present": _fn_present, "concat": _fn_concat,
 }
+
+
+# --------------------------------------------------------------------------- compiled scalar evaluation
+ScalarFunction = Callable[[Mapping[str, object]], object]
+
+
+def compile_scalar(node: Node) -> ScalarFunction:
+    """The tree as a function of one row's values, with `eval_scalar`'s exact results and errors.
+
+    The rete engine and the prepare stage evaluate the same few expressions for every row; walking
+    the tree each time (an isinstance chain per node, a decimal context per call) was most of
+    their time. Here the walk happens once: each node becomes a closure over its children's
+    closures and the same value operations `_scalar` uses, so the two cannot drift apart (the
+    differential tests compare the rete engine, which uses this, with the scalar engine).
+    Nothing is generated as source text and nothing reaches Python's evaluator.
+    """
+    if isinstance(node, Literal):
+        value = node.value
+        return lambda env: value
+    inner = _compiled(node)
+
+    def evaluate(env: Mapping[str, object]) -> object:
+        try:
+            return inner(env)
+        except (TypeError, decimal.InvalidOperation) as exc:
+            raise _wrong_kinds(node, exc) from exc
+    return evaluate
+
+
+def _compiled(node: Node) -> ScalarFunction:  # noqa: C901 - one branch per node kind, as _scalar
+    if isinstance(node, Literal):
+        value = node.value
+        return lambda env: value
+    if isinstance(node, Name):
+        name = node.name
+
+        def read(env: Mapping[str, object]) -> object:
+            try:
+                raw = env[name]
+            except KeyError:
+                return _read_name(node, env)  # raises the ExpressionError with a suggestion
+            kind = type(raw)
+            # the model's own types pass as they are (_to_value would return them unchanged)
+            if raw is None or kind is str or kind is bool or kind is dt.date or (kind is Decimal and raw.is_finite()):
+                return raw
+            return _to_value(raw)
+        return read
+    if isinstance(node, Compare):
+        left, right, op = _compiled(node.left), _compiled(node.right), node.op
+        return lambda env: _compare_scalar(op, left(env), right(env))
+    if isinstance(node, And):
+        items = tuple(_compiled(item) for item in node.items)
+        return lambda env: all(item(env) is True for item in items)
+    if isinstance(node, Or):
+        items = tuple(_compiled(item) for item in node.items)
+        return lambda env: any(item(env) is True for item in items)
+    if isinstance(node, Not):
+        operand = _compiled(node.operand)
+        return lambda env: operand(env) is not True
+    if isinstance(node, BinOp):
+        left, right, arithmetic = _compiled(node.left), _compiled(node.right), _ARITHMETIC[node.op]
+        return lambda env: arithmetic(left(env), right(env))
+    if isinstance(node, Neg):
+        operand = _compiled(node.operand)
+        return lambda env: _negate(operand(env))
+    if isinstance(node, InList):
+        return _compiled_in_list(node)
+    if isinstance(node, InRange):
+        item, low, high = (_compiled(n) for n in (node.item, node.low, node.high))
+        return lambda env: _in_range_scalar(node, item(env), low(env), high(env))
+    if isinstance(node, Call):
+        args = tuple(_compiled(a) for a in node.args)
+        if node.func == "if":
+            test, then, otherwise = args
+            return lambda env: then(env) if test(env) is True else otherwise(env)
+        function = _SCALAR_FUNCTIONS[node.func]
+        if len(args) == 1:
+            (only,) = args
+            return lambda env: function(only(env))
+        if len(args) == 2:
+            first, second = args
+            return lambda env: function(first(env), second(env))
+        return lambda env: function(*[a(env) for a in args])
+    raise ExpressionError(f"not an expression node: {node!r}")
+
+
+def _compiled_in_list(node: InList) -> ScalarFunction:
+    item, options, negated = _compiled(node.item), tuple(_compiled(o) for o in node.options), node.negated
+
+    def member(env: Mapping[str, object]) -> object:
+        value = item(env)
+        if value is None:
+            return False
+        hit = any(_compare_scalar("=", value, option(env)) for option in options)
+        return not hit if negated else hit
+    return member
 
 
 # --------------------------------------------------------------------------- vector evaluation

@@ -7,8 +7,10 @@ compares the two on random well-typed expressions over random small tables.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import functools
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import numpy as np
@@ -103,6 +105,8 @@ def both(text: str, row: dict[str, object] | None = None) -> tuple[object, objec
     node = parse_expression(text)
     infer_type(node, TYPES)  # every case is well typed
     scalar = eval_scalar(node, row)
+    compiled = ex.compile_scalar(node)(row)
+    assert repr(compiled) == repr(scalar), f"compile_scalar {text}: {compiled!r} != {scalar!r}"
     ctx = VectorContext(1)
     vector = eval_vector(node, table_env([row], TYPES), ctx)
     assert vector.values.shape == (1,)
@@ -750,3 +754,40 @@ def test_scalar_and_vector_agree(data: st.DataObject, rows: list[dict[str, objec
         if vector.kind == "number" and scalar is not None and (vector.inexact is None or not vector.inexact[index]):
             assert got == scalar, f"row {index}: {text} is marked exact but {got!r} != {scalar!r}"
         assert bool(mask[index]) == (scalar is True), f"row {index}: condition {text}"
+
+
+def _outcome(evaluate: Callable[[], object]) -> str:
+    """A result or an error, as text that tells apart Decimal('1.0') and Decimal('1.00')."""
+    try:
+        return repr(evaluate())
+    except ExpressionError as exc:
+        return f"ExpressionError({exc})"
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), rows=rows_strategy, precision=st.sampled_from([None, 3, 28]))
+def test_compiled_function_equals_the_tree_walk(data: st.DataObject, rows: list[dict[str, object]],
+                                                 precision: int | None) -> None:
+    """compile_scalar is eval_scalar: same value, same Decimal exponent, same error, whatever the
+    caller's decimal context (the compiled function runs without a localcontext of its own)."""
+    kind = data.draw(st.sampled_from(ex.KINDS))
+    node = parse_expression(to_text(data.draw(expressions(kind, 3))))
+    function = ex.compile_scalar(node)
+    for row in rows:
+        expected = _outcome(lambda: eval_scalar(node, row))
+        context = decimal.Context(prec=precision) if precision else decimal.getcontext()
+        with decimal.localcontext(context):
+            got = _outcome(lambda: function(row))
+        assert got == expected, f"{to_text(node)} on {row}"
+
+
+@pytest.mark.parametrize("text, row", [
+    ("x + t", {"x": D(1), "t": "a"}),  # wrong kinds at run time
+    ("nope > 1", {}),  # unknown name, with its suggestion
+    ("round(x, 2) * 1", {"x": D("1E+999999")}),
+    ("x / 0", {"x": D(3)}),
+    ("x", {"x": 2.5}), ("x", {"x": 7}), ("x", {"x": float("nan")}), ("x", {"x": dt.datetime(2024, 5, 6, 7)}),
+])
+def test_compiled_function_errors_and_conversions(text: str, row: dict[str, object]) -> None:
+    node = parse_expression(text)
+    assert _outcome(lambda: ex.compile_scalar(node)(row)) == _outcome(lambda: eval_scalar(node, row))

@@ -316,11 +316,13 @@ class _Field:
     fact: bool = dataclasses.field(init=False)  # the source is a fact name
     python_type: type = dataclasses.field(init=False)  # the Python type of the kind's values
     encode: Callable[[Any], Any] = dataclasses.field(init=False, compare=False)
+    compute: ex.ScalarFunction | None = dataclasses.field(init=False, compare=False)  # source, compiled
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fact", isinstance(self.source, str))
         object.__setattr__(self, "python_type", _TYPE_OF_KIND[self.kind])
         object.__setattr__(self, "encode", _ENCODERS[self.kind])
+        object.__setattr__(self, "compute", None if self.fact else ex.compile_scalar(self.source))  # type: ignore[arg-type]
 
 
 class _Translator:
@@ -522,6 +524,11 @@ class _Action:
     resets: tuple[str, ...] = ()  # first/unique: the decision's outputs, blank unless assigned
     assignments: tuple[tuple[str, ex.Node], ...] = ()  # evaluated in order (later read earlier)
     trace: tuple[int, int] | None = None  # (decision index, rule index) for the fired-rule trace
+    # the assignments compiled once (ex.compile_scalar): they run for every row the rule fires on
+    compiled: tuple[tuple[str, ex.ScalarFunction], ...] = dataclasses.field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiled", tuple((key, ex.compile_scalar(node)) for key, node in self.assignments))
 
 
 @dataclass(frozen=True)
@@ -663,7 +670,7 @@ class _Batch:
             values = []
             for field in fields:
                 if field.flag:
-                    values.append(ex.eval_scalar(field.source, env) is True)  # type: ignore[arg-type]
+                    values.append(field.compute(env) is True)  # type: ignore[misc]
                     continue
                 if field.fact:
                     try:
@@ -672,7 +679,7 @@ class _Batch:
                         raise ExpressionError(f"unknown name {field.source!r} (read by decision "
                                               f"{stage.decision.id})") from None
                 else:
-                    value = ex.eval_scalar(field.source, env)  # type: ignore[arg-type]
+                    value = field.compute(env)  # type: ignore[misc]
                 if value is None:
                     values.append(None)  # blank: absent, so every comparison on it is false
                     continue
@@ -735,8 +742,7 @@ class _Batch:
         members = self.members[number]
         next_stage, envs, fired = self.next_stage, self.envs, self.fired
         collect = action.mode == "collect"
-        resets, assignments, trace = action.resets, action.assignments, action.trace
-        eval_scalar = ex.eval_scalar
+        resets, assignments, trace = action.resets, action.compiled, action.trace
         done: set[int] = set()
         following: list[int] = []
         for frame in frames:
@@ -756,8 +762,8 @@ class _Batch:
                 env = envs[row]
                 for key in resets:
                     env[key] = None
-                for key, node in assignments:
-                    env[key] = node.value if type(node) is _LITERAL else eval_scalar(node, env)  # type: ignore[attr-defined]
+                for key, compute in assignments:
+                    env[key] = compute(env)
                 if trace is not None:
                     fired[row].append(trace)
             following.extend(rows)

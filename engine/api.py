@@ -187,8 +187,7 @@ def _evaluate_rows(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int
         indices = list(rows_index)
         chosen = np.asarray(indices, dtype=np.intp)
         cells = {k: _cells(_take(column, chosen)) for k, column in columns.items()}
-    keys = list(cells)
-    prepared = [prepare.prepare_row(compiled, {k: cells[k][i] for k in keys}) for i in range(len(indices))]
+    prepared = prepare.prepare_rows(compiled, cells, len(indices))
     ok_rows = [p for p in prepared if p.ok]
     decisions = iter(_row_engine(engine)(compiled, [p.values for p in ok_rows]) if ok_rows else [])
     position = compiled.position

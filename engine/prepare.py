@@ -12,14 +12,15 @@ Order of work, the same in both:
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from engine import expr as ex
-from engine.compile import CompiledInput, CompiledRuleset
+from engine.compile import CompiledCheck, CompiledInput, CompiledRuleset
 from engine.values import is_blank, parse_column, parse_value
 
 OWN_CODE = 0  # sub-position of an input's own MISSING/INVALID code; checks follow in file order
@@ -59,58 +60,151 @@ def _blank_default(inp: CompiledInput) -> object:
     return None
 
 
+@dataclass(frozen=True)
+class _RowPlan:
+    """What the row path needs of a ruleset, looked up and compiled once (not per row)."""
+
+    position: Mapping[str, int]
+    inputs: tuple[CompiledInput, ...]
+    blank_defaults: Mapping[str, object]  # `_blank_default` of each input
+    required: Mapping[str, bool | ex.ScalarFunction]
+    defaults: Mapping[str, ex.ScalarFunction]  # inputs that have a default
+    checks: tuple[tuple[int, CompiledCheck, ex.ScalarFunction | None], ...]  # (number from 1, check, fails_when)
+
+
+_ROW_PLANS: dict[int, tuple[CompiledRuleset, _RowPlan]] = {}  # by id(compiled); the entry keeps it alive
+
+
+def _row_plan(compiled: CompiledRuleset) -> _RowPlan:
+    entry = _ROW_PLANS.get(id(compiled))
+    if entry is not None and entry[0] is compiled:
+        return entry[1]
+    plan = _RowPlan(
+        position=compiled.position,
+        inputs=compiled.inputs,
+        blank_defaults={inp.key: _blank_default(inp) for inp in compiled.inputs},
+        required={inp.key: ex.compile_scalar(inp.required) if isinstance(inp.required, ex.Node) else bool(inp.required)
+                  for inp in compiled.inputs},
+        defaults={inp.key: ex.compile_scalar(inp.default) for inp in compiled.inputs if inp.default is not None},
+        checks=tuple((index, check, None if check.all_blank else ex.compile_scalar(check.fails_when))  # type: ignore[arg-type]
+                     for index, check in enumerate(compiled.checks, start=1)),
+    )
+    if len(_ROW_PLANS) >= 64:
+        _ROW_PLANS.clear()
+    _ROW_PLANS[id(compiled)] = (compiled, plan)
+    return plan
+
+
+# One parsed cell: (state, value, problem); state is 'ok', 'blank' or 'invalid'.
+_Parsed = tuple[str, object, "str | None"]
+_BLANK: _Parsed = ("blank", None, None)
+
+
+def _parse_cell(inp: CompiledInput, cell: object) -> _Parsed:
+    if is_blank(cell):
+        return _BLANK
+    value, problem = parse_value(cell, inp.type, inp.values or None)
+    problem = problem or _out_of_range(inp, value)
+    if problem:
+        return ("invalid", None, problem)
+    return ("ok", value, None)
+
+
+# Cell types whose equal values always parse alike, so a column's repeated cells are parsed once.
+# Not Decimal (1.0 == 1.00 but the exponent is kept), not aware datetimes (equal instants, other
+# wall-clock dates); floats only when non-zero (0.0 == -0.0) and not NaN (never equal to itself).
+_MEMO_TYPES = frozenset({str, bool, int, float, dt.date, np.float64, np.int64, np.bool_, np.datetime64})
+
+
+def _parse_column(inp: CompiledInput, cells: Sequence[object] | None, n: int) -> list[_Parsed]:
+    """Every cell of one input column parsed as `_parse_cell` does, repeated values once."""
+    if cells is None:
+        return [_BLANK] * n
+    memo: dict[tuple[type, object], _Parsed] = {}
+    out: list[_Parsed] = []
+    append = out.append
+    for cell in cells:
+        kind = type(cell)
+        if kind in _MEMO_TYPES and not ((kind is float or kind is np.float64) and (cell == 0 or cell != cell)):
+            key = (kind, cell)
+            parsed = memo.get(key)
+            if parsed is None:
+                parsed = memo[key] = _parse_cell(inp, cell)
+            append(parsed)
+        else:
+            append(_parse_cell(inp, cell))
+    return out
+
+
 def prepare_row(compiled: CompiledRuleset, raw: Mapping[str, Any]) -> PreparedRow:
     """Validate one row given as input key → raw cell value (missing keys are blank)."""
-    position = compiled.position
+    plan = _row_plan(compiled)
+    parsed = [_parse_cell(inp, raw.get(inp.key)) for inp in plan.inputs]
+    return _finish_row(plan, parsed)
+
+
+def prepare_rows(compiled: CompiledRuleset, columns: Mapping[str, Sequence[object]], n: int) -> list[PreparedRow]:
+    """`prepare_row` of every row of a table given as input key → column of raw cells.
+
+    The same work, column by column: each distinct cell of a column is parsed once (dates,
+    categories and flags repeat), and the ruleset's expressions are compiled once.
+    """
+    plan = _row_plan(compiled)
+    parsed_columns = [_parse_column(inp, columns.get(inp.key), n) for inp in plan.inputs]
+    return [_finish_row(plan, list(cells)) for cells in zip(*parsed_columns)] if parsed_columns else \
+        [_finish_row(plan, []) for _ in range(n)]
+
+
+def _finish_row(plan: _RowPlan, parsed: Sequence[_Parsed]) -> PreparedRow:
+    """Codes, defaults, notes and checks of one row whose cells are parsed (in input order)."""
+    position = plan.position
     values: dict[str, object] = {}
     state: dict[str, str] = {}
     row = PreparedRow(values=values)
-    for inp in compiled.inputs:
-        cell = raw.get(inp.key)
-        if is_blank(cell):
-            values[inp.key], state[inp.key] = None, "blank"
-            continue
-        value, problem = parse_value(cell, inp.type, inp.values or None)
-        problem = problem or _out_of_range(inp, value)
-        if problem:
-            values[inp.key], state[inp.key] = None, "invalid"
+    blanks: list[CompiledInput] = []
+    for inp, (cell_state, value, problem) in zip(plan.inputs, parsed):
+        values[inp.key], state[inp.key] = value, cell_state
+        if cell_state == "invalid":
             code = f"INVALID:{inp.key}"
             row.errors.append(((position[inp.key], OWN_CODE), code))
-            row.reasons[code] = problem
-        else:
-            values[inp.key], state[inp.key] = value, "ok"
+            row.reasons[code] = problem  # type: ignore[assignment]
+        elif cell_state == "blank":
+            blanks.append(inp)
 
-    required_env = {inp.key: values[inp.key] if state[inp.key] == "ok" else _blank_default(inp)
-                    for inp in compiled.inputs}
-    for inp in compiled.inputs:
-        if state[inp.key] != "blank":
-            continue
-        required = inp.required
-        if isinstance(required, ex.Node):
-            required = ex.eval_scalar(required, required_env) is True
-        if required:
-            code = f"MISSING:{inp.key}"
-            row.errors.append(((position[inp.key], OWN_CODE), code))
-            row.reasons[code] = "必填项为空 / required value is blank"
-            state[inp.key] = "missing"
-            continue
-        if inp.default is not None:
-            values[inp.key] = ex.eval_scalar(inp.default, required_env)
-        if inp.blank_note:
-            row.notes.append(((position[inp.key], OWN_CODE), inp.blank_note))
+    if blanks:
+        # `required` and defaults see the other inputs with invalid or blank ones as their blank default
+        required_env = {inp.key: values[inp.key] if state[inp.key] == "ok" else plan.blank_defaults[inp.key]
+                        for inp in plan.inputs}
+        for inp in blanks:
+            required = plan.required[inp.key]
+            if not isinstance(required, bool):
+                required = required(required_env) is True
+            if required:
+                code = f"MISSING:{inp.key}"
+                row.errors.append(((position[inp.key], OWN_CODE), code))
+                row.reasons[code] = "必填项为空 / required value is blank"
+                state[inp.key] = "missing"
+                continue
+            default = plan.defaults.get(inp.key)
+            if default is not None:
+                values[inp.key] = default(required_env)
+            if inp.blank_note:
+                row.notes.append(((position[inp.key], OWN_CODE), inp.blank_note))
 
-    for index, check in enumerate(compiled.checks, start=1):
-        if check.all_blank:
-            fails = all(is_blank(raw.get(key)) for key in check.all_blank)
+    for index, check, fails_when in plan.checks:
+        if fails_when is None:  # all_blank: fails when every listed cell is blank
+            fails = all(state.get(key, "blank") in ("blank", "missing") for key in check.all_blank)
         else:
             usable = all(state.get(key) in ("ok", "blank") and values.get(key) is not None for key in check.uses
                          if key in state)
-            fails = usable and ex.eval_scalar(check.fails_when, values) is True
+            fails = usable and fails_when(values) is True
         if fails:
             row.errors.append(((position.get(check.at, len(position)), index), check.code))
             row.reasons[check.code] = "交叉校验未通过 / cross-field check failed"
-    row.errors.sort(key=lambda item: item[0])
-    row.notes.sort(key=lambda item: item[0])
+    if len(row.errors) > 1:
+        row.errors.sort(key=lambda item: item[0])
+    if len(row.notes) > 1:
+        row.notes.sort(key=lambda item: item[0])
     return row
 
 

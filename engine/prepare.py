@@ -13,6 +13,7 @@ Order of work, the same in both:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 
 from engine import expr as ex
 from engine.compile import CompiledCheck, CompiledInput, CompiledRuleset
-from engine.values import is_blank, parse_column, parse_value
+from engine.values import parse_column, parse_value
 
 OWN_CODE = 0  # sub-position of an input's own MISSING/INVALID code; checks follow in file order
 
@@ -66,10 +67,12 @@ class _RowPlan:
 
     position: Mapping[str, int]
     inputs: tuple[CompiledInput, ...]
+    keys: tuple[str, ...]  # the inputs' keys, in column order
     blank_defaults: Mapping[str, object]  # `_blank_default` of each input
     required: Mapping[str, bool | ex.ScalarFunction]
     defaults: Mapping[str, ex.ScalarFunction]  # inputs that have a default
-    checks: tuple[tuple[int, CompiledCheck, ex.ScalarFunction | None], ...]  # (number from 1, check, fails_when)
+    # (sort key, check, fails_when compiled, the inputs among its `uses`); fails_when None: all_blank
+    checks: tuple[tuple[tuple[int, int], CompiledCheck, ex.ScalarFunction | None, tuple[str, ...]], ...]
 
 
 _ROW_PLANS: dict[int, tuple[CompiledRuleset, _RowPlan]] = {}  # by id(compiled); the entry keeps it alive
@@ -79,14 +82,18 @@ def _row_plan(compiled: CompiledRuleset) -> _RowPlan:
     entry = _ROW_PLANS.get(id(compiled))
     if entry is not None and entry[0] is compiled:
         return entry[1]
+    position = compiled.position
     plan = _RowPlan(
-        position=compiled.position,
+        position=position,
         inputs=compiled.inputs,
+        keys=tuple(inp.key for inp in compiled.inputs),
         blank_defaults={inp.key: _blank_default(inp) for inp in compiled.inputs},
         required={inp.key: ex.compile_scalar(inp.required) if isinstance(inp.required, ex.Node) else bool(inp.required)
                   for inp in compiled.inputs},
         defaults={inp.key: ex.compile_scalar(inp.default) for inp in compiled.inputs if inp.default is not None},
-        checks=tuple((index, check, None if check.all_blank else ex.compile_scalar(check.fails_when))  # type: ignore[arg-type]
+        checks=tuple(((position.get(check.at, len(position)), index), check,
+                      None if check.all_blank else ex.compile_scalar(check.fails_when),  # type: ignore[arg-type]
+                      tuple(key for key in check.uses if key in position))
                      for index, check in enumerate(compiled.checks, start=1)),
     )
     if len(_ROW_PLANS) >= 64:
@@ -101,80 +108,114 @@ _BLANK: _Parsed = ("blank", None, None)
 
 
 def _parse_cell(inp: CompiledInput, cell: object) -> _Parsed:
-    if is_blank(cell):
-        return _BLANK
     value, problem = parse_value(cell, inp.type, inp.values or None)
-    problem = problem or _out_of_range(inp, value)
-    if problem:
-        return ("invalid", None, problem)
-    return ("ok", value, None)
+    if problem is None:
+        if value is None:  # parse_value's answer for a blank cell (a value is never None)
+            return _BLANK
+        problem = _out_of_range(inp, value)
+        if problem is None:
+            return ("ok", value, None)
+    return ("invalid", None, problem)
 
 
 # Cell types whose equal values always parse alike, so a column's repeated cells are parsed once.
 # Not Decimal (1.0 == 1.00 but the exponent is kept), not aware datetimes (equal instants, other
-# wall-clock dates); floats only when non-zero (0.0 == -0.0) and not NaN (never equal to itself).
+# wall-clock dates); a float zero is keyed with its sign (0.0 == -0.0, but '-0.0' is kept).
 _MEMO_TYPES = frozenset({str, bool, int, float, dt.date, np.float64, np.int64, np.bool_, np.datetime64})
+_NAN_KEY = object()  # every NaN parses alike (blank) but no NaN equals another
+
+
+def _memo_keys(cells: Sequence[object]) -> list[object] | None:
+    """A key per cell such that equal keys mean cells that parse alike (None: no key for this cell).
+
+    A typed numpy column (what pandas holds for numbers, dates, flags) gives plain Python keys
+    cheaply: its float/int/bool values, or a datetime64's integer ticks (one unit per column).
+    """
+    if isinstance(cells, np.ndarray) and cells.dtype != object and cells.ndim == 1:
+        kind = cells.dtype.kind
+        if kind in "iub":
+            return cells.tolist()
+        if kind == "f":
+            return [_NAN_KEY if x != x else (x, math.copysign(1.0, x)) if x == 0 else x for x in cells.tolist()]
+        if kind == "M":
+            return cells.view(np.int64).tolist()
+        return None
+    keys: list[object] = []
+    for cell in cells:
+        kind = type(cell)
+        if kind not in _MEMO_TYPES:
+            keys.append(None)
+        elif kind is float or kind is np.float64:
+            keys.append(_NAN_KEY if cell != cell else (kind, cell, math.copysign(1.0, cell)) if cell == 0 else (kind, cell))
+        else:
+            keys.append((kind, cell))
+    return keys
 
 
 def _parse_column(inp: CompiledInput, cells: Sequence[object] | None, n: int) -> list[_Parsed]:
-    """Every cell of one input column parsed as `_parse_cell` does, repeated values once."""
+    """Every cell of one input column parsed as `_parse_cell` does, cells that parse alike once."""
     if cells is None:
         return [_BLANK] * n
-    memo: dict[tuple[type, object], _Parsed] = {}
+    keys = _memo_keys(cells)
+    if keys is None:
+        return [_parse_cell(inp, cell) for cell in cells]
+    memo: dict[object, _Parsed] = {}
     out: list[_Parsed] = []
     append = out.append
-    for cell in cells:
-        kind = type(cell)
-        if kind in _MEMO_TYPES and not ((kind is float or kind is np.float64) and (cell == 0 or cell != cell)):
-            key = (kind, cell)
-            parsed = memo.get(key)
-            if parsed is None:
-                parsed = memo[key] = _parse_cell(inp, cell)
-            append(parsed)
-        else:
-            append(_parse_cell(inp, cell))
+    for index, key in enumerate(keys):
+        if key is None:
+            append(_parse_cell(inp, cells[index]))
+            continue
+        parsed = memo.get(key)
+        if parsed is None:
+            parsed = memo[key] = _parse_cell(inp, cells[index])
+        append(parsed)
     return out
 
 
 def prepare_row(compiled: CompiledRuleset, raw: Mapping[str, Any]) -> PreparedRow:
     """Validate one row given as input key → raw cell value (missing keys are blank)."""
     plan = _row_plan(compiled)
-    parsed = [_parse_cell(inp, raw.get(inp.key)) for inp in plan.inputs]
-    return _finish_row(plan, parsed)
+    return _finish_row(plan, [_parse_cell(inp, raw.get(inp.key)) for inp in plan.inputs])
 
 
 def prepare_rows(compiled: CompiledRuleset, columns: Mapping[str, Sequence[object]], n: int) -> list[PreparedRow]:
     """`prepare_row` of every row of a table given as input key → column of raw cells.
 
-    The same work, column by column: each distinct cell of a column is parsed once (dates,
-    categories and flags repeat), and the ruleset's expressions are compiled once.
+    The same work, column by column: cells of a column that parse alike (dates, categories and
+    flags repeat) are parsed once, and the ruleset's expressions are compiled once.
     """
     plan = _row_plan(compiled)
+    if not plan.inputs:
+        return [_finish_row(plan, ()) for _ in range(n)]
     parsed_columns = [_parse_column(inp, columns.get(inp.key), n) for inp in plan.inputs]
-    return [_finish_row(plan, list(cells)) for cells in zip(*parsed_columns)] if parsed_columns else \
-        [_finish_row(plan, []) for _ in range(n)]
+    return [_finish_row(plan, cells) for cells in zip(*parsed_columns)]
 
 
 def _finish_row(plan: _RowPlan, parsed: Sequence[_Parsed]) -> PreparedRow:
-    """Codes, defaults, notes and checks of one row whose cells are parsed (in input order)."""
+    """Codes, defaults, notes and checks of one row whose cells are parsed (in input order).
+
+    A value is None exactly when its cell is blank (and got no default), invalid or missing.
+    """
     position = plan.position
-    values: dict[str, object] = {}
-    state: dict[str, str] = {}
+    values = dict(zip(plan.keys, [cell[1] for cell in parsed]))
     row = PreparedRow(values=values)
     blanks: list[CompiledInput] = []
-    for inp, (cell_state, value, problem) in zip(plan.inputs, parsed):
-        values[inp.key], state[inp.key] = value, cell_state
+    raw_blank: set[str] = set()
+    for inp, (cell_state, _value, problem) in zip(plan.inputs, parsed):
+        if cell_state == "ok":
+            continue
         if cell_state == "invalid":
             code = f"INVALID:{inp.key}"
             row.errors.append(((position[inp.key], OWN_CODE), code))
             row.reasons[code] = problem  # type: ignore[assignment]
-        elif cell_state == "blank":
+        else:
             blanks.append(inp)
+            raw_blank.add(inp.key)
 
     if blanks:
         # `required` and defaults see the other inputs with invalid or blank ones as their blank default
-        required_env = {inp.key: values[inp.key] if state[inp.key] == "ok" else plan.blank_defaults[inp.key]
-                        for inp in plan.inputs}
+        required_env = {key: plan.blank_defaults[key] if value is None else value for key, value in values.items()}
         for inp in blanks:
             required = plan.required[inp.key]
             if not isinstance(required, bool):
@@ -183,7 +224,6 @@ def _finish_row(plan: _RowPlan, parsed: Sequence[_Parsed]) -> PreparedRow:
                 code = f"MISSING:{inp.key}"
                 row.errors.append(((position[inp.key], OWN_CODE), code))
                 row.reasons[code] = "必填项为空 / required value is blank"
-                state[inp.key] = "missing"
                 continue
             default = plan.defaults.get(inp.key)
             if default is not None:
@@ -191,15 +231,19 @@ def _finish_row(plan: _RowPlan, parsed: Sequence[_Parsed]) -> PreparedRow:
             if inp.blank_note:
                 row.notes.append(((position[inp.key], OWN_CODE), inp.blank_note))
 
-    for index, check, fails_when in plan.checks:
+    for sort_key, check, fails_when, uses in plan.checks:
         if fails_when is None:  # all_blank: fails when every listed cell is blank
-            fails = all(state.get(key, "blank") in ("blank", "missing") for key in check.all_blank)
+            fails = all(key in raw_blank or key not in values for key in check.all_blank)
         else:
-            usable = all(state.get(key) in ("ok", "blank") and values.get(key) is not None for key in check.uses
-                         if key in state)
-            fails = usable and fails_when(values) is True
+            # only when every input it uses has a value (none invalid, missing or blank without default)
+            for key in uses:
+                if values[key] is None:
+                    fails = False
+                    break
+            else:
+                fails = fails_when(values) is True
         if fails:
-            row.errors.append(((position.get(check.at, len(position)), index), check.code))
+            row.errors.append((sort_key, check.code))
             row.reasons[check.code] = "交叉校验未通过 / cross-field check failed"
     if len(row.errors) > 1:
         row.errors.sort(key=lambda item: item[0])

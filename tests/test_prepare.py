@@ -75,3 +75,31 @@ def test_missing_column_is_blank_in_every_row() -> None:
     batch = prepare_rows(compiled, columns, len(rows))
     for got, row in zip(batch, rows):
         assert _shown(got) == _shown(prepare_row(compiled, {k: v for k, v in row.items() if k != dropped}))
+
+
+@pytest.mark.parametrize("rid", ["credit", "guarantee", "bank_layering"])
+def test_typed_numpy_columns(rid: str) -> None:
+    """pandas' own dtypes (float64 with NaN and -0.0, datetime64 with NaT, int64, bool): the memo keys
+    of a typed column are its plain values, and must still give each cell its own parse."""
+    from engine.api import _cells
+    from engine.bench import generate_table
+
+    compiled = api.compile(rid)
+    table = generate_table(compiled, 3000, seed=5)
+    for column in table.columns:
+        if table[column].dtype.kind == "f":
+            values = table[column].to_numpy().copy()
+            values[::7] = -0.0
+            values[1::7] = 0.0
+            values[2::11] = np.nan
+            table[column] = values
+    cells = {inp.key: _cells(table[inp.key]) for inp in compiled.inputs if inp.key in table}
+    assert any(c.dtype.kind == "M" for c in cells.values()) and any(c.dtype.kind == "f" for c in cells.values())
+    extra = {"whole": np.array([0, 1, 2, 1, 0] * 600, dtype=np.int64), "flag": np.array([True, False] * 1500)}
+    for key, column in extra.items():  # an int64 and a bool column in place of the first number input
+        target = next(inp.key for inp in compiled.inputs if inp.type in ("number", "integer"))
+        cells = {**cells, target: column}
+        batch = prepare_rows(compiled, cells, len(table))
+        for index in range(len(table)):
+            alone = prepare_row(compiled, {k: c[index] for k, c in cells.items()})
+            assert _shown(batch[index]) == _shown(alone), f"{key} row {index}"

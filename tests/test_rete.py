@@ -601,6 +601,28 @@ def test_identical_rows_share_one_event_per_stage(mini, monkeypatch) -> None:
 
 
 @needs_durable
+def test_rows_a_stage_cannot_tell_apart_share_one_event(mini, monkeypatch) -> None:
+    """D1 compares `ratio` with 0.70 and 0.5 only: 0.51 … 0.69 are one region, 0.7 and 0.70 another
+    (equal to a constant), above 0.7 a third, blank a fourth — 500 distinct ratios, 5 events."""
+    sent: dict[int, int] = {}
+    original = rete._Batch.events
+
+    def counting(self, rows, number):
+        events = original(self, rows, number)
+        sent[number] = sent.get(number, 0) + len(events)
+        return events
+
+    monkeypatch.setattr(rete._Batch, "events", counting)
+    ratios = [f"0.5{i:03d}1" for i in range(100)] + ["0.7", "0.70", "0.700"] + [f"0.8{i:03d}" for i in range(97)]
+    ratios += [None] * 100 + [f"0.{i:03d}" for i in range(100, 200)] + ["0.5", "0.50"] * 50
+    rows = [row(ratio=ratio, amount="20000") for ratio in ratios]
+    results = rete.decide_rows(mini, rows)
+    assert sent[0] == 6  # below 0.5, = 0.5, (0.5, 0.7), = 0.7, above 0.7, blank
+    assert [r.facts["band"] for r in results] == [r.facts["band"] for r in scalar.decide_rows(mini, rows)]
+    assert results[100].facts["band"] == "mid" and results[103].facts["band"] == "high"  # 0.7 is not > 0.70
+
+
+@needs_durable
 def test_least_recently_used_rulesets_are_deleted(mini, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(rete, "_MAX_RULESETS", 2)
     path = tmp_path / "mini.yaml"

@@ -1247,18 +1247,23 @@ def _compiled(node: Node) -> ScalarFunction:  # noqa: C901 - one branch per node
                 return _read_name(node, env)  # raises the ExpressionError with a suggestion
             kind = type(raw)
             # the model's own types pass as they are (_to_value would return them unchanged)
-            if raw is None or kind is str or kind is bool or kind is dt.date or (kind is Decimal and raw.is_finite()):
+            if kind in _PLAIN or (kind is Decimal and raw.is_finite()):  # type: ignore[union-attr]
                 return raw
             return _to_value(raw)
         return read
     if isinstance(node, Compare):
-        left, right, op = _compiled(node.left), _compiled(node.right), node.op
-        return lambda env: _compare_scalar(op, left(env), right(env))
+        return _compiled_compare(node)
     if isinstance(node, And):
         items = tuple(_compiled(item) for item in node.items)
+        if len(items) == 2:
+            first, second = items
+            return lambda env: first(env) is True and second(env) is True
         return lambda env: all(item(env) is True for item in items)
     if isinstance(node, Or):
         items = tuple(_compiled(item) for item in node.items)
+        if len(items) == 2:
+            first, second = items
+            return lambda env: first(env) is True or second(env) is True
         return lambda env: any(item(env) is True for item in items)
     if isinstance(node, Not):
         operand = _compiled(node.operand)
@@ -1278,6 +1283,9 @@ def _compiled(node: Node) -> ScalarFunction:  # noqa: C901 - one branch per node
         args = tuple(_compiled(a) for a in node.args)
         if node.func == "if":
             test, then, otherwise = args
+            if isinstance(node.args[1], Literal) and isinstance(node.args[2], Literal):  # if(x > 0.7, 1, 0)
+                yes, no = node.args[1].value, node.args[2].value
+                return lambda env: yes if test(env) is True else no
             return lambda env: then(env) if test(env) is True else otherwise(env)
         function = _SCALAR_FUNCTIONS[node.func]
         if len(args) == 1:
@@ -1288,6 +1296,31 @@ def _compiled(node: Node) -> ScalarFunction:  # noqa: C901 - one branch per node
             return lambda env: function(first(env), second(env))
         return lambda env: function(*[a(env) for a in args])
     raise ExpressionError(f"not an expression node: {node!r}")
+
+
+_PLAIN = frozenset({type(None), str, bool, dt.date})  # value-model types read as they are
+
+
+def _compiled_compare(node: Compare) -> ScalarFunction:
+    left, op = _compiled(node.left), node.op
+    if not isinstance(node.right, Literal):
+        right = _compiled(node.right)
+        return lambda env: _compare_scalar(op, left(env), right(env))
+    # the common `amount >= 20000`: the constant's checks are done once, here
+    constant = node.right.value
+    if constant is None:
+        return lambda env: left(env) is None and False  # evaluated for its errors; blank compares false
+    test = _COMPARE.get(op, operator.ge)
+    constant_is_bool = isinstance(constant, bool)
+
+    def compare(env: Mapping[str, object]) -> object:
+        value = left(env)
+        if value is None:
+            return False
+        if isinstance(value, bool) is not constant_is_bool:
+            raise TypeError(f"cannot compare {value!r} with {constant!r}")
+        return bool(test(value, constant))
+    return compare
 
 
 def _compiled_in_list(node: InList) -> ScalarFunction:

@@ -324,14 +324,33 @@ def read_ruleset(path: str | os.PathLike) -> tuple[RulesetDef | None, list[Probl
     return definition, col.problems
 
 
+_LOADED: dict[tuple[str, str], RulesetDef] = {}  # (path, sha256 of the bytes) → definition
+
+
 def load_ruleset(ref: str | os.PathLike) -> RulesetDef:
-    """Load a ruleset by id or path; raise `RulesetError` listing every structural problem."""
+    """Load a ruleset by id or path; raise `RulesetError` listing every structural problem.
+
+    Definitions are immutable and remembered by path and content hash: a caller that names the
+    ruleset by id on every call (`engine.evaluate("credit", ...)`, Excel recalculation) pays for
+    reading the bytes, not for parsing and validating the YAML again; an edited file has another
+    hash and is loaded afresh.
+    """
     path = resolve_ruleset_path(ref)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        digest = ""  # read_ruleset reports the unreadable file
+    known = _LOADED.get((os.fspath(path), digest))
+    if known is not None:
+        return known
     definition, problems = read_ruleset(path)
     errors = [p for p in problems if p.severity == "error"]
     if errors or definition is None:
         lines = "\n".join(p.format() for p in errors)
         raise RulesetError(f"规则集有错误 / ruleset {os.fspath(path)} has {len(errors)} problem(s):\n{lines}", errors)
+    if len(_LOADED) >= 256:
+        _LOADED.clear()
+    _LOADED[(os.fspath(path), definition.content_hash)] = definition  # the hash of the bytes it was built from
     return definition
 
 

@@ -816,15 +816,18 @@ class _Batch:
             raise TierError(f"rete: {len(stuck)} of {len(self.envs)} rows did not finish their chain (first: row "
                             f"{row} stopped before decision {where}); no result is returned rather than a wrong one")
         by_index = {stage.decision_index: stage.decision for stage in self.plan.stages}
+        outputs = self.plan.outputs
+        traces: dict[tuple[tuple[int, int], ...], tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {}
         out = []
         for env, fired in zip(self.envs, self.fired):
             fired.sort()  # decision order, then rule order
-            rules = [by_index[d].rules[r] for d, r in fired]
-            out.append(RowDecision(
-                facts={key: env.get(key) for key in self.plan.outputs},
-                fired=tuple(rule.id for rule in rules),
-                notes=tuple((rule.note_at or "", rule.note) for rule in rules if rule.note),
-            ))
+            steps = tuple(fired)
+            trace = traces.get(steps)  # rows of a batch share a few dozen distinct traces
+            if trace is None:
+                rules = [by_index[d].rules[r] for d, r in steps]
+                trace = traces[steps] = (tuple(rule.id for rule in rules),
+                                       tuple((rule.note_at or "", rule.note) for rule in rules if rule.note))
+            out.append(RowDecision(facts={key: env.get(key) for key in outputs}, fired=trace[0], notes=trace[1]))
         return out
 
 

@@ -203,10 +203,13 @@ def _evaluate_rows(compiled: CompiledRuleset, columns: Mapping[str, Any], n: int
                 facts[key].append(None)
             continue
         decision = next(decisions)
-        rule_notes = [((position.get(at, len(position)), 1000 + i), code) for i, (at, code) in enumerate(decision.notes)]
         status.append("OK")
         errors.append("")
-        notes.append(";".join(code for _k, code in sorted(row.notes + rule_notes, key=lambda item: item[0])))
+        if row.notes or decision.notes:
+            rule_notes = [((position.get(at, len(position)), 1000 + i), code) for i, (at, code) in enumerate(decision.notes)]
+            notes.append(";".join(code for _k, code in sorted(row.notes + rule_notes, key=lambda item: item[0])))
+        else:
+            notes.append("")
         fired.append(";".join(decision.fired))
         for key in facts:
             facts[key].append(decision.facts.get(key))

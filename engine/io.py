@@ -12,6 +12,8 @@ import csv
 import datetime as dt
 import io
 import os
+import re
+import stat
 import sys
 import tempfile
 import time
@@ -38,6 +40,10 @@ OLE2_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")  # encrypted (password-protected)
 # Test hook: seconds to sleep in `atomic_path` just before the replace, so a test can kill a
 # writing process at the worst moment and check that the target is intact. Never set in use.
 PAUSE_ENV = "TIERBOOK_TEST_PAUSE_BEFORE_REPLACE"
+PART_SUFFIX = ".part"
+# A temporary file of a write untouched this long is a killed writer's leftover (a live writer
+# writes it, then replaces the target with it, within seconds of its last write).
+STALE_PART_SECONDS = 3600
 
 
 def _limit(name: str, default: int) -> int:
@@ -288,11 +294,51 @@ def refuse_overwriting_input(output: str | os.PathLike, *inputs: str | os.PathLi
                              f"write the results to a new file (use `tier fill` to fill a workbook in place)")
 
 
+def _part_pattern(target: Path) -> re.Pattern[str]:
+    """The names `atomic_path` gives its temporary files for `target`, and nothing else.
+
+    `tempfile.mkstemp` puts exactly 8 characters of `[a-z0-9_]` between prefix and suffix; the
+    fixed length keeps `.a.csv.x.csv.abcdefgh.part` (a temp file of `a.csv.x.csv`) out of `a.csv`'s.
+    """
+    return re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}" + re.escape(PART_SUFFIX))
+
+
+def remove_stale_parts(target: Path, max_age: float = STALE_PART_SECONDS) -> list[Path]:
+    """Delete the temporary files a killed writer of `target` left beside it; → the paths removed.
+
+    A SIGKILL (or power loss) between writing the temporary file and `os.replace` leaves a hidden
+    `.NAME.xxxxxxxx.part` that nothing else would ever remove. Only regular files of exactly
+    that pattern, for this target name, untouched for `max_age` seconds are removed: a live writer
+    keeps its file's mtime fresh (it writes, then replaces within seconds), so age alone tells a
+    leftover from a file in use. Cleaning up is best effort and never fails the write itself.
+    """
+    pattern = _part_pattern(target)
+    cutoff = time.time() - max_age
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        with contextlib.suppress(OSError):  # gone already (another writer cleaned it), no permission
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside target, moved over it only if the block completes."""
+    """A temporary path beside target, moved over it only if the block completes.
+
+    Temporary files of the same target that a killed writer left behind are removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    remove_stale_parts(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=PART_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

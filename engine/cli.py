@@ -7,10 +7,12 @@ rows are ERROR still exits 0: those rows carry their codes in the output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
@@ -81,8 +83,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.engine == "dask" or _streams(args):  # issue 8: large files in chunks, or on Dask
         return _eval_chunked(args, compiled, started)
     frame = tio.read_table(args.input, sheet=args.sheet, known_headers=set(alias_index(compiled.definition)))
-    result = api.evaluate(compiled, frame, engine=args.engine, explain=args.explain,
-                          sheet=frame.attrs.get("sheet", args.sheet or ""))
+    with _naming_the_file(args.input):
+        result = api.evaluate(compiled, frame, engine=args.engine, explain=args.explain,
+                              sheet=frame.attrs.get("sheet", args.sheet or ""))
     text = out.render_frame(result, compiled)
     tio.write_table(result, text, args.output)
     counts = result["status"].value_counts().to_dict()
@@ -91,6 +94,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
           f"(ruleset {compiled.id} {compiled.version}, engine {args.engine}, parameters: {changed}, "
           f"{time.perf_counter() - started:.2f}s)", file=sys.stderr)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _naming_the_file(path: str | os.PathLike) -> Iterator[None]:
+    """Header errors raised on a DataFrame name the file they came from, as the readers' errors do."""
+    from engine.rows import HeaderError
+
+    try:
+        yield
+    except HeaderError as exc:
+        if exc.source:
+            raise
+        raise exc.located(Path(path).name) from exc
 
 
 def _streams(args: argparse.Namespace) -> bool:
@@ -104,13 +120,15 @@ def _eval_chunked(args: argparse.Namespace, compiled, started: float) -> int:
     if args.engine == "dask":
         from engine.distributed import evaluate_file_dask
 
-        report = evaluate_file_dask(compiled.definition, args.input, args.output, params=_params(args.param),
-                                    explain=args.explain)
+        with _naming_the_file(args.input):
+            report = evaluate_file_dask(compiled.definition, args.input, args.output, params=_params(args.param),
+                                        explain=args.explain)
     else:
         from engine.stream import evaluate_file
 
-        report = evaluate_file(compiled, args.input, args.output, engine=args.engine, explain=args.explain,
-                               chunk_rows=args.chunk_rows, progress=True)
+        with _naming_the_file(args.input):
+            report = evaluate_file(compiled, args.input, args.output, engine=args.engine, explain=args.explain,
+                                   chunk_rows=args.chunk_rows, progress=True)
     changed = ", ".join(f"{k}={render_param(v)}" for k, v in compiled.overridden.items()) or "defaults"
     print(f"{report.rows} rows → {args.output}: OK {report.ok}, ERROR {report.error} "
           f"(ruleset {compiled.id} {compiled.version}, engine {args.engine}, parameters: {changed}, "

@@ -499,7 +499,8 @@ def _locate(sheet: _Sheet, definition: Any) -> _Layout | None:
             candidates.append((index, first_col, None, None))
     for header_row, first_col, last_row, table in candidates:
         headers = _header_block(sheet, header_row, first_col)
-        inputs_by_header = map_headers(headers.values(), definition, sheet=sheet.name)
+        inputs_by_header = map_headers(headers.values(), definition, sheet=sheet.name,
+                                       source=sheet.package.path.name)
         if len(inputs_by_header) < 2:
             continue
         column_of = {text: col for col, text in headers.items()}

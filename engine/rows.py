@@ -33,22 +33,50 @@ def alias_index(definition: RulesetDef) -> dict[str, list[str]]:
     return index
 
 
-def map_headers(headers: Iterable[object], definition: RulesetDef, sheet: str = "") -> dict[str, object]:
-    """input key → the header (column label) that holds it. Ambiguity is an error naming both."""
-    where = f"工作表 {sheet!r} / sheet {sheet!r}: " if sheet else ""
+def location(source: str = "", sheet: str = "") -> str:
+    """The prefix naming where a table came from, as the file readers write it: `book.xlsx [客户]: `."""
+    if source:
+        return f"{source} [{sheet}]: " if sheet else f"{source}: "
+    return f"工作表 {sheet!r} / sheet {sheet!r}: " if sheet else ""
+
+
+class HeaderError(InputError):
+    """A table's headers cannot be mapped to inputs (one input in two columns, one header for several).
+
+    The table itself rarely knows its file (`engine.evaluate` sees a DataFrame), so `detail` keeps
+    the reason without a location and `located` restates it for a caller that knows the file.
+    """
+
+    def __init__(self, detail: str, sheet: str = "", source: str = "") -> None:
+        self.detail, self.sheet, self.source = detail, sheet, source
+        super().__init__(location(source, sheet) + detail)
+
+    def located(self, source: str) -> HeaderError:
+        return HeaderError(self.detail, sheet=self.sheet, source=source)
+
+    def __reduce__(self):  # pickles across processes (Dask workers) with its parts, not its text
+        return (HeaderError, (self.detail, self.sheet, self.source))
+
+
+def map_headers(headers: Iterable[object], definition: RulesetDef, sheet: str = "",
+                source: str = "") -> dict[str, object]:
+    """input key → the header (column label) that holds it. Ambiguity is an error naming both.
+
+    `source` (the file name) and `sheet` locate the table in the error message.
+    """
     index = alias_index(definition)
     found: dict[str, object] = {}
     for header in headers:
         keys = index.get(normalize_header(header), [])
         if len(keys) > 1:
-            raise InputError(f"{where}表头 {header!r} 同时匹配多个输入 / header {header!r} matches several inputs "
-                             f"({', '.join(keys)}); rename the column to one of their keys")
+            raise HeaderError(f"表头 {header!r} 同时匹配多个输入 / header {header!r} matches several inputs "
+                              f"({', '.join(keys)}); rename the column to one of their keys", sheet, source)
         if not keys:
             continue
         key = keys[0]
         if key in found:
-            raise InputError(f"{where}输入 {key!r} 出现在两列 / input {key!r} appears in two columns: "
-                             f"{found[key]!r} and {header!r}; delete or rename one of them")
+            raise HeaderError(f"输入 {key!r} 出现在两列 / input {key!r} appears in two columns: "
+                              f"{found[key]!r} and {header!r}; delete or rename one of them", sheet, source)
         found[key] = header
     return found
 

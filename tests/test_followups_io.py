@@ -136,3 +136,80 @@ def test_the_writer_s_own_temporary_names_match_the_cleanup_pattern(tmp_path: Pa
             tmp.write_bytes(b"x")
     assert all(tio._part_pattern(target).fullmatch(name) for name in seen), seen
     assert not tio._part_pattern(target).fullmatch(".名单 (1).csv.x.csv.abcdefgh.part")
+
+
+# --------------------------------------------------------------------------- 2. header errors name the file
+CREDIT_HEADER = ["客户编号", "评估日期", "月均销售额", "平均回款天数", "是否新客户", "monthly_avg_sales"]
+CREDIT_ROW = ["C1", "2024-06-30", "25000", "20", "否", "25000"]
+
+
+def _refusal(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """The one stderr line of a refused `tier` run (exit 2)."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _assert_names_the_clash(message: str, file_name: str) -> None:
+    assert "出现在两列" in message and "appears in two columns" in message, "bilingual, as the neighbours"
+    assert "'月均销售额'" in message and "'monthly_avg_sales'" in message, "both column headers"
+    assert file_name in message
+
+
+def test_input_in_two_columns_of_a_csv_names_the_file(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "客户名单_六月.csv"
+    source.write_text(",".join(CREDIT_HEADER) + "\n" + ",".join(CREDIT_ROW) + "\n", encoding="utf-8")
+    message = _refusal(capsys, ["eval", "credit", str(source), "-o", str(tmp_path / "out.csv")])
+    _assert_names_the_clash(message, source.name)
+    assert message.startswith(f"tier: {source.name}: ")
+    assert not (tmp_path / "out.csv").exists()
+    streamed = _refusal(capsys, ["eval", "credit", str(source), "-o", str(tmp_path / "out.csv"), "--chunk-rows", "1"])
+    assert streamed == message, "the chunked reader says the same"
+
+
+def test_input_in_two_columns_of_a_workbook_names_file_and_sheet(tmp_path: Path, capsys) -> None:
+    import openpyxl
+
+    source = tmp_path / "六月台账.xlsx"
+    book = openpyxl.Workbook()
+    book.active.title = "说明"
+    book.active["A1"] = "no table here"
+    sheet = book.create_sheet("客户明细")
+    sheet.append(CREDIT_HEADER)
+    sheet.append(CREDIT_ROW)
+    book.save(source)
+    message = _refusal(capsys, ["eval", "credit", str(source), "--sheet", "客户明细", "-o", str(tmp_path / "out.csv")])
+    _assert_names_the_clash(message, source.name)
+    assert f"{source.name} [客户明细]: " in message, "file and sheet, as the reader's own errors say them"
+    filled = _refusal(capsys, ["fill", str(source), "-r", "credit"])
+    _assert_names_the_clash(filled, source.name)
+    assert "[客户明细]" in filled
+
+
+def test_header_of_several_inputs_names_the_file(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "ambiguous.csv"
+    source.write_text("评估日期,月均销售额,日期\n2024-06-30,25000,2024-05-31\n", encoding="utf-8")
+    ruleset = ROOT / "tests" / "corpus" / "ambiguous_alias.yaml"
+    message = _refusal(capsys, ["eval", str(ruleset), str(source), "-o", str(tmp_path / "out.csv")])
+    assert message.startswith(f"tier: {source.name}: ") and "matches several inputs" in message
+
+
+def test_api_errors_keep_their_text_and_type() -> None:
+    """engine.evaluate on a bare DataFrame knows no file: the message is as before, an InputError."""
+    import pandas as pd
+
+    from engine import evaluate
+    from engine.errors import InputError
+    from engine.rows import HeaderError
+
+    frame = pd.DataFrame([CREDIT_ROW], columns=CREDIT_HEADER)
+    with pytest.raises(InputError) as caught:
+        evaluate("credit", frame, sheet="客户明细")
+    assert isinstance(caught.value, HeaderError)
+    assert str(caught.value).startswith("工作表 '客户明细' / sheet '客户明细': 输入 'monthly_avg_sales' 出现在两列")
+    import pickle
+
+    again = pickle.loads(pickle.dumps(caught.value.located("x.xlsx")))
+    assert str(again).startswith("x.xlsx [客户明细]: 输入 'monthly_avg_sales'")

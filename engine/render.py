@@ -15,13 +15,15 @@ the template builder).
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from glob import escape as glob_escape
 import subprocess
 import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 from engine.errors import InputError, TierError
+from engine.io import atomic_path
 
 __all__ = ["render_available", "render_workbook", "to_pdf"]
 
@@ -92,7 +94,6 @@ def _cached_values_copy(source: Path, folder: Path) -> Path:
     `fullCalcOnLoad`) on load and would show #NAME? for every =TIER_TABLE result. So the copy
     keeps every cell's cached value and drops the formulas; the original is never touched.
     """
-    import re
     import zipfile
 
     target = folder / source.name
@@ -110,7 +111,12 @@ def _cached_values_copy(source: Path, folder: Path) -> Path:
 
 def render_workbook(workbook: str | os.PathLike, out_dir: str | os.PathLike, dpi: int = 110,
                     first_page: int | None = None, last_page: int | None = None, trim: bool = True) -> list[Path]:
-    """Workbook → `<stem>-<page>.png` files in out_dir (every printed page of every sheet), margins trimmed."""
+    """Workbook → `<stem>-<page>.png` files in out_dir (every printed page of every sheet), margins trimmed.
+
+    Pages are all converted first, then each replaces its file atomically (`engine.io.atomic_path`);
+    pages of an earlier render that this one no longer has are removed last. So a failed or
+    killed render leaves whole PNGs only, and a conversion error leaves the earlier render as it was.
+    """
     reason = render_available()
     if reason:
         raise TierError(reason)
@@ -122,8 +128,6 @@ def render_workbook(workbook: str | os.PathLike, out_dir: str | os.PathLike, dpi
             raise InputError(f"工作簿不存在 / workbook not found: {source}")
         copy = _cached_values_copy(source, Path(scratch)) if source.suffix.lower() in (".xlsx", ".xlsm") else source
         pdf = to_pdf(copy, Path(scratch) / "pdf")
-        for old in target.glob(f"{glob_escape(source.stem)}-*.png"):
-            old.unlink()
         command = ["pdftoppm", "-r", str(dpi)]  # PPM out: trimmed and encoded as PNG below
         if first_page:
             command += ["-f", str(first_page)]
@@ -135,11 +139,24 @@ def render_workbook(workbook: str | os.PathLike, out_dir: str | os.PathLike, dpi
                               timeout=TIMEOUT_SECONDS)
         if done.returncode != 0:
             raise TierError(f"pdftoppm 失败 / pdftoppm failed on {pdf.name}: {done.stderr.strip()}")
-        written = []
+        # Every page is encoded before any file in out_dir is touched: a conversion that fails
+        # (or is interrupted) midway leaves the previous render as it was.
+        encoded = []
         for ppm in sorted(pages.glob("*.ppm"), key=lambda p: (len(p.name), p.name)):
-            png = target / (ppm.stem + ".png")
+            png = ppm.with_suffix(".png")
             png.write_bytes(ppm_to_png(ppm.read_bytes(), trim=trim))
-            written.append(png)
+            ppm.unlink()
+            encoded.append(png)
+        written = []
+        for png in encoded:
+            page = target / png.name
+            with atomic_path(page) as tmp:  # never a truncated PNG at the target, even if killed
+                shutil.copyfile(png, tmp)
+            written.append(page)
+        page_name = re.compile(re.escape(source.stem) + r"-\d+\.png")
+        for old in target.glob(f"{glob_escape(source.stem)}-*.png"):
+            if page_name.fullmatch(old.name) and old not in written:  # a page the workbook no longer has
+                old.unlink()
     return written
 
 

@@ -93,3 +93,111 @@ def test_cli_render(tmp_path: Path, capsys) -> None:
     assert main(["render", str(source), "-o", str(tmp_path / "png"), "--dpi", "50"]) == 0
     printed = capsys.readouterr().out.split()
     assert printed and all(Path(p).is_file() and p.endswith(".png") for p in printed)
+
+
+# --------------------------------------------------------------------------- atomic pages
+def _ppm(shade: int) -> bytes:
+    width, height = 12, 6
+    pixels = bytearray(b"\xff" * width * height * 3)
+    pixels[(2 * width + 3) * 3:(2 * width + 9) * 3] = bytes([shade]) * 18
+    return b"P6\n%d %d\n255\n" % (width, height) + bytes(pixels)
+
+
+@pytest.fixture()
+def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """LibreOffice and pdftoppm replaced: `pages` PPM pages per render, whatever is installed."""
+    import subprocess
+
+    import engine.render as render
+
+    state = {"pages": 2, "shade": 0x10}
+
+    def fake_pdf(workbook, out_dir):
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        pdf = Path(out_dir) / (Path(workbook).stem + ".pdf")
+        pdf.write_bytes(b"%PDF-1.4 fake")
+        return pdf
+
+    def fake_pdftoppm(command, **_kwargs):
+        prefix = Path(command[-1])
+        for page in range(1, state["pages"] + 1):
+            Path(f"{prefix}-{page}.ppm").write_bytes(_ppm(state["shade"] + page))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(render, "render_available", lambda: "")
+    monkeypatch.setattr(render, "to_pdf", fake_pdf)
+    monkeypatch.setattr(render.subprocess, "run", fake_pdftoppm)
+    source = tmp_path / "book.xlsx"
+    book = xlsxwriter.Workbook(str(source))
+    book.add_worksheet().write_string(0, 0, "x")
+    book.close()
+    return source, state
+
+
+def _folder(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_conversion_failing_midway_leaves_the_previous_pages_intact(tmp_path: Path, fake_tools, monkeypatch) -> None:
+    import engine.render as render
+
+    source, state = fake_tools
+    out = tmp_path / "png"
+    first = render_workbook(source, out)
+    assert [p.name for p in first] == ["book-1.png", "book-2.png"]
+    before = _folder(out)
+    state["shade"] = 0x40  # the next render would draw different pages
+    real = render.ppm_to_png
+    calls = []
+
+    def failing(ppm: bytes, trim: bool = True, margin: int = 16) -> bytes:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed while converting page 2")
+        return real(ppm, trim=trim, margin=margin)
+
+    monkeypatch.setattr(render, "ppm_to_png", failing)
+    with pytest.raises(KeyboardInterrupt):
+        render_workbook(source, out)
+    assert _folder(out) == before, "the previous PNGs byte-identical, nothing added (no .part either)"
+
+
+def test_a_page_write_failing_midway_never_leaves_a_truncated_png(tmp_path: Path, fake_tools, monkeypatch) -> None:
+    import shutil
+
+    import engine.render as render
+
+    source, state = fake_tools
+    out = tmp_path / "png"
+    render_workbook(source, out)
+    before = _folder(out)
+    state["shade"] = 0x40
+    real_copy = shutil.copyfile
+
+    def half_then_disk_full(src, dst, *args, **kwargs):
+        data = Path(src).read_bytes()
+        Path(dst).write_bytes(data[:len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(render.shutil, "copyfile", half_then_disk_full)
+    with pytest.raises(OSError):
+        render_workbook(source, out)
+    assert _folder(out) == before
+    monkeypatch.setattr(render.shutil, "copyfile", real_copy)
+    pages = render_workbook(source, out)
+    assert all(p.read_bytes() != before[p.name] for p in pages), "the next render replaces them"
+
+
+def test_pages_a_workbook_no_longer_has_are_removed_and_nothing_else(tmp_path: Path, fake_tools) -> None:
+    source, state = fake_tools
+    out = tmp_path / "png"
+    state["pages"] = 3
+    render_workbook(source, out)
+    others = {"book-b-1.png": b"another workbook's page", "book-cover.png": b"not a page", "book-1.txt": b"notes"}
+    for name, data in others.items():
+        (out / name).write_bytes(data)
+    state["pages"] = 1
+    pages = render_workbook(source, out)
+    assert [p.name for p in pages] == ["book-1.png"]
+    assert sorted(_folder(out)) == sorted(["book-1.png", *others])
+    assert all((out / name).read_bytes() == data for name, data in others.items())

@@ -209,6 +209,10 @@ def render_cell(value: object, kind: str, decimals: int = 0) -> str:
         return render_number(float(value), integer=(kind == "integer"), decimals=decimals)
     if kind == "boolean" and isinstance(value, (float, bool, np.floating, np.bool_)):
         return "TRUE" if bool(value) else "FALSE"
+    if isinstance(value, (bool, np.bool_)):
+        # a real boolean cell (Excel, Parquet) in any other column: Excel's spelling, as values.render_text
+        # writes it, never Python's True/False. Text cells saying 'False' are str and stay as they came.
+        return "TRUE" if value else "FALSE"
     return str(value)
 
 
@@ -262,7 +266,7 @@ def _input_texts(series: pd.Series) -> np.ndarray | None:
     if dtype.kind in "iu":
         return values.astype(str).astype(object)
     if dtype.kind == "b":
-        return np.where(values, "True", "False").astype(object)
+        return np.where(values, "TRUE", "FALSE").astype(object)
     if dtype.kind == "M":
         return _day_texts(values)
     return None

@@ -213,3 +213,73 @@ def test_api_errors_keep_their_text_and_type() -> None:
 
     again = pickle.loads(pickle.dumps(caught.value.located("x.xlsx")))
     assert str(again).startswith("x.xlsx [客户明细]: 输入 'monthly_avg_sales'")
+
+
+# --------------------------------------------------------------------------- 4. boolean input cells
+BOOL_HEADER = ["客户编号", "评估日期", "月均销售额", "平均回款天数", "是否新客户", "已核实", "备注"]
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
+
+
+def test_real_boolean_cells_of_a_workbook_are_written_as_excel_spells_them(tmp_path: Path) -> None:
+    import openpyxl
+
+    source = tmp_path / "in.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(BOOL_HEADER)
+    sheet.append(["C1", "2024-06-30", 25000, 20, False, True, "False"])  # 备注: a text cell saying False
+    sheet.append(["C2", "2024-06-30", 25000, 20, True, False, "True"])
+    book.save(source)
+    assert openpyxl.load_workbook(source).active["E2"].data_type == "b", "a real boolean cell"
+    target = tmp_path / "out.csv"
+    assert cli.main(["eval", "credit", str(source), "-o", str(target)]) == 0
+    header, first, second = _csv_rows(target)
+    column = {name: index for index, name in enumerate(header)}
+    assert [first[column[n]] for n in ("是否新客户", "已核实", "备注")] == ["FALSE", "TRUE", "False"]
+    assert [second[column[n]] for n in ("是否新客户", "已核实", "备注")] == ["TRUE", "FALSE", "True"]
+    assert first[column["status"]] == "OK", "the boolean cell is still read as a boolean"
+
+
+def test_text_cells_saying_false_come_back_byte_identical(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    cells = [["C1", "2024-06-30", "25000", "20", "False", "False", "False"],
+             ["C2", "2024-06-30", "25000", "20", "否", "True", " false "],
+             ["C3", "2024-06-30", "25000", "20", "否", "TRUE", "tRuE"]]
+    source.write_text("\r\n".join(",".join(row) for row in [BOOL_HEADER, *cells]) + "\r\n", encoding="utf-8")
+    for output in ("whole.csv", "chunked.csv"):
+        target = tmp_path / output
+        extra = ["--chunk-rows", "2"] if output == "chunked.csv" else []
+        assert cli.main(["eval", "credit", str(source), "-o", str(target), *extra]) == 0
+        header, *rows = _csv_rows(target)
+        assert header[:len(BOOL_HEADER)] == BOOL_HEADER
+        assert [row[:len(BOOL_HEADER)] for row in rows] == cells, "inputs as they came in, text for text"
+
+
+def test_boolean_columns_of_a_parquet_file_and_the_frame_itself(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from engine import api
+    from engine import outputs as out
+
+    frame = pd.DataFrame({"客户编号": ["C1", "C2"], "评估日期": ["2024-06-30"] * 2, "月均销售额": ["25000"] * 2,
+                          "平均回款天数": ["20"] * 2, "是否新客户": [True, False],
+                          "已核实": np.array([False, True]), "备注": np.array([np.True_, "False"], dtype=object)})
+    source = tmp_path / "in.parquet"
+    frame.iloc[:, :6].to_parquet(source)
+    target = tmp_path / "out.csv"
+    assert cli.main(["eval", "credit", str(source), "-o", str(target)]) == 0
+    _header, *rows = _csv_rows(target)
+    assert [row[4:6] for row in rows] == [["TRUE", "FALSE"], ["FALSE", "TRUE"]]
+
+    result = api.evaluate("credit", frame)
+    text = out.render_frame(result, api.compile("credit"))
+    assert list(text["备注"]) == ["TRUE", "False"] and list(text["已核实"]) == ["FALSE", "TRUE"]
+    assert result["已核实"].dtype == bool and list(result["备注"]) == [True, "False"], \
+        "the result frame keeps the cells as they are; only their text is spelled"

@@ -108,7 +108,7 @@ def fake_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """LibreOffice and pdftoppm replaced: `pages` PPM pages per render, whatever is installed."""
     import subprocess
 
-    import engine.render as render
+    from engine import render
 
     state = {"pages": 2, "shade": 0x10}
 
@@ -139,7 +139,7 @@ def _folder(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_conversion_failing_midway_leaves_the_previous_pages_intact(tmp_path: Path, fake_tools, monkeypatch) -> None:
-    import engine.render as render
+    from engine import render
 
     source, state = fake_tools
     out = tmp_path / "png"
@@ -165,7 +165,7 @@ def test_a_conversion_failing_midway_leaves_the_previous_pages_intact(tmp_path: 
 def test_a_page_write_failing_midway_never_leaves_a_truncated_png(tmp_path: Path, fake_tools, monkeypatch) -> None:
     import shutil
 
-    import engine.render as render
+    from engine import render
 
     source, state = fake_tools
     out = tmp_path / "png"

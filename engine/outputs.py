@@ -186,7 +186,7 @@ def render_number(value: float, integer: bool = False, decimals: int = 0) -> str
 
 
 def render_cell(value: object, kind: str, decimals: int = 0) -> str:
-    if value is None:
+    if value is None or value is pd.NA:  # pd.NA: a blank of a nullable column (Parquet, Arrow)
         return ""
     if isinstance(value, float) and math.isnan(value):
         return ""
@@ -217,8 +217,8 @@ def render_cell(value: object, kind: str, decimals: int = 0) -> str:
 
 
 def _is_plain_blank(value: object) -> bool:
-    """A blank that `render_cell` turns into '' (None, float NaN, NaT) — not pd.NA ('<NA>')."""
-    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+    """A blank that `render_cell` turns into '' (None, pd.NA, float NaN, NaT)."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
 def _text_cells(values: np.ndarray) -> np.ndarray | None:

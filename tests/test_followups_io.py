@@ -283,3 +283,31 @@ def test_boolean_columns_of_a_parquet_file_and_the_frame_itself(tmp_path: Path) 
     assert list(text["备注"]) == ["TRUE", "False"] and list(text["已核实"]) == ["FALSE", "TRUE"]
     assert result["已核实"].dtype == bool and list(result["备注"]) == [True, "False"], \
         "the result frame keeps the cells as they are; only their text is spelled"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_blank_cells_of_nullable_parquet_columns_are_written_empty(tmp_path: Path, chunked: bool) -> None:
+    """pd.NA (nullable boolean, Int64, Float64 and string columns of a Parquet file) is a blank:
+    the CSV cell is empty, never the text '<NA>'."""
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "guarantee_id": pd.array(["G1", None, "G3"], dtype="string"),
+        "as_of_date": ["2024-06-30"] * 3, "guarantee_start_date": ["2024-01-01"] * 3,
+        "compensated": pd.array([True, None, False], dtype="boolean"),
+        "overdue_days": pd.array([0, None, 3], dtype="Int64"),
+        "other_warning_count": pd.array([None, 1.0, 2.0], dtype="Float64"),
+    })
+    source = tmp_path / "in.parquet"
+    frame.to_parquet(source)
+    target = tmp_path / "out.csv"
+    extra = ["--chunk-rows", "1"] if chunked else []
+    assert cli.main(["eval", "guarantee", str(source), "-o", str(target), *extra]) == 0
+    text = target.read_text(encoding="utf-8-sig")
+    assert "<NA>" not in text
+    _header, *rows = _csv_rows(target)
+    assert [row[:6] for row in rows] == [
+        ["G1", "2024-06-30", "2024-01-01", "TRUE", "0", ""],
+        ["", "2024-06-30", "2024-01-01", "", "", "1.0"],  # a float cell as pandas writes floats
+        ["G3", "2024-06-30", "2024-01-01", "FALSE", "3", "2.0"],
+    ]

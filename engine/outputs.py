@@ -90,9 +90,16 @@ def scalar_to_column(kind: str, values: Iterable[object], n: int) -> np.ndarray:
     if kind == "boolean":
         return np.array([math.nan if v is None else float(bool(v)) for v in values], dtype=float)
     if kind == "date":
-        return np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "D") for v in values],
-                        dtype="datetime64[s]")
+        # day ordinals in one int64 array, then one conversion (np.datetime64 per cell was ~1 µs each)
+        days = np.array([_NAT_DAYS if v is None else v.toordinal() for v in values], dtype=np.int64)  # type: ignore[attr-defined]
+        present = days != _NAT_DAYS
+        days[present] -= _EPOCH_ORDINAL
+        return days.view("datetime64[D]").astype("datetime64[s]")
     return np.array([v if v is None else str(v) for v in values], dtype=object)
+
+
+_NAT_DAYS = np.iinfo(np.int64).min  # numpy's NaT
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 def vec_to_column(kind: str, values: np.ndarray) -> np.ndarray:

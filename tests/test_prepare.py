@@ -103,3 +103,15 @@ def test_typed_numpy_columns(rid: str) -> None:
         for index in range(len(table)):
             alone = prepare_row(compiled, {k: c[index] for k, c in cells.items()})
             assert _shown(batch[index]) == _shown(alone), f"{key} row {index}"
+
+
+def test_row_engine_date_outputs_convert_every_day_of_the_calendar() -> None:
+    """scalar_to_column turns the row engines' dates into datetime64[s] in one pass: the same days
+    as a per-cell np.datetime64, from 0001-01-01 to 9999-12-31 and around the epoch, blanks NaT."""
+    from engine.outputs import scalar_to_column
+
+    days = [None, dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(1970, 1, 1), dt.date(1969, 12, 31),
+            dt.date(2024, 2, 29), None] + [dt.date(1, 1, 1) + dt.timedelta(days=d) for d in range(0, 3_652_059, 997)]
+    column = scalar_to_column("date", days, len(days))
+    assert column.dtype == np.dtype("datetime64[s]")
+    assert [None if np.isnat(v) else v.astype("datetime64[D]").item() for v in column] == days

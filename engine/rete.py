@@ -544,9 +544,50 @@ class _Action:
     trace: tuple[int, int] | None = None  # (decision index, rule index) for the fired-rule trace
     # the assignments compiled once (ex.compile_scalar): they run for every row the rule fires on
     compiled: tuple[tuple[str, ex.ScalarFunction], ...] = dataclasses.field(init=False, compare=False)
+    # the names whose values (after the resets) determine every assigned value; None: only literals
+    reads: tuple[str, ...] | None = dataclasses.field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compiled", tuple((key, ex.compile_scalar(node)) for key, node in self.assignments))
+        reads: dict[str, None] = {}
+        assigned: set[str] = set()
+        for key, node in self.assignments:
+            reads.update((name, None) for name in sorted(ex.free_names(node)) if name not in assigned)
+            assigned.add(key)
+        computed = any(not isinstance(node, ex.Literal) for _key, node in self.assignments)
+        object.__setattr__(self, "reads", tuple(reads) if computed else None)
+
+
+_ABSENT = object()  # a name missing from a row: evaluating reports it (the key then never matches)
+
+
+class _Memo:
+    """One rule's assigned values by the values they read, within one `decide_rows` call.
+
+    `plan_due_date = add_days(next_quarter_start(as_of_date), 9)` has a handful of distinct
+    inputs in a table of 100,000 rows: each is evaluated once. Equal values give equal results
+    (the functions are pure; a Decimal's exponent — 1.0 vs 1.00 — can differ, which no output
+    shows: numbers leave the engine as floats and text uses normalised digits). A rule whose rows
+    rarely repeat (ratios, amounts) stops looking after a trial, so it costs nothing.
+    """
+
+    TRIAL = 2_000  # lookups before deciding whether the rule is worth remembering
+    MIN_HITS = 0.25  # share of hits it needs to stay on
+    MAX_ENTRIES = 100_000
+
+    __slots__ = ("table", "lookups", "hits", "on")
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self.lookups = 0
+        self.hits = 0
+        self.on = True
+
+    def settle(self) -> None:
+        if self.lookups >= self.TRIAL and self.hits < self.MIN_HITS * self.lookups:
+            self.on, self.table = False, {}
+        elif len(self.table) > self.MAX_ENTRIES:
+            self.table.clear()
 
 
 @dataclass(frozen=True)
@@ -667,8 +708,10 @@ class _Batch:
     the fired rule is applied to each of those rows.
     """
 
-    def __init__(self, plan: _Plan, rows: Sequence[Mapping[str, object]]) -> None:
+    def __init__(self, plan: _Plan, rows: Sequence[Mapping[str, object]],
+                 memos: dict[str, _Memo] | None = None) -> None:
         self.plan = plan
+        self.memos = {} if memos is None else memos  # by action name, shared by the batches of a call
         self.envs = [dict(row) for row in rows]
         self.next_stage = [0] * len(rows)
         self.fired: list[list[tuple[int, int]]] = [[] for _ in rows]
@@ -774,13 +817,20 @@ class _Batch:
             env[key] = aggregate(decision.aggregate, values)
         self.fired[row].extend((stage.decision_index, index) for index in matched)
 
-    def handle(self, action: _Action, frames: Sequence[Mapping[str, Any]]) -> list[int]:
+    def handle(self, name: str, action: _Action, frames: Sequence[Mapping[str, Any]]) -> list[int]:
         """Apply a fired rule to the rows of its frames; the rows that go on to the next stage."""
         number = action.stage
         members = self.members[number]
         next_stage, envs, fired = self.next_stage, self.envs, self.fired
         collect = action.mode == "collect"
-        resets, assignments, trace = action.resets, action.compiled, action.trace
+        resets, assignments, trace, reads = action.resets, action.compiled, action.trace, action.reads
+        memo = None
+        if reads is not None and not collect:
+            memo = self.memos.get(name)
+            if memo is None:
+                memo = self.memos[name] = _Memo()
+            if not memo.on:
+                memo = None
         done: set[int] = set()
         following: list[int] = []
         for frame in frames:
@@ -800,11 +850,26 @@ class _Batch:
                 env = envs[row]
                 for key in resets:
                     env[key] = None
-                for key, compute in assignments:
-                    env[key] = compute(env)
+                if memo is None:
+                    for key, compute in assignments:
+                        env[key] = compute(env)
+                else:
+                    seen = tuple([env.get(name, _ABSENT) for name in reads])  # type: ignore[union-attr]
+                    memo.lookups += 1
+                    values = memo.table.get(seen)
+                    if values is None:
+                        for key, compute in assignments:
+                            env[key] = compute(env)
+                        memo.table[seen] = tuple([env[key] for key, _compute in assignments])
+                    else:
+                        memo.hits += 1
+                        for (key, _compute), value in zip(assignments, values):
+                            env[key] = value
                 if trace is not None:
                     fired[row].append(trace)
             following.extend(rows)
+        if memo is not None:
+            memo.settle()
         return following
 
     def results(self) -> list[RowDecision]:
@@ -847,7 +912,8 @@ def _assert(core: ModuleType, handle: int, events: list[dict[str, object]], what
     return state
 
 
-def _run_batch(core: ModuleType, entry: _Registered, rows: Sequence[Mapping[str, object]]) -> list[RowDecision]:
+def _run_batch(core: ModuleType, entry: _Registered, rows: Sequence[Mapping[str, object]],
+               memos: dict[str, _Memo] | None = None) -> list[RowDecision]:
     """Evaluate ≤ BATCH_ROWS rows in one durable session, synchronously, and clean the session up.
 
     Assert the first stage's events, then start/complete durable's actions until none is left:
@@ -855,7 +921,7 @@ def _run_batch(core: ModuleType, entry: _Registered, rows: Sequence[Mapping[str,
     which is what makes the following decision's rules match.
     """
     plan, handle = entry.plan, entry.handle
-    batch = _Batch(plan, rows)
+    batch = _Batch(plan, rows, memos)
     if not rows or not plan.stages:
         batch.next_stage = [len(plan.stages)] * len(rows)
         return batch.results()
@@ -871,7 +937,7 @@ def _run_batch(core: ModuleType, entry: _Registered, rows: Sequence[Mapping[str,
             try:
                 for action_name, frames in loads(messages).items():
                     action = plan.actions[action_name]
-                    following = batch.handle(action, frames)
+                    following = batch.handle(action_name, action, frames)
                     if following and action.stage < last_stage:
                         derived = batch.events(following, action.stage + 1)
                         if _assert(core, handle, derived, "derived facts") != state:
@@ -908,8 +974,9 @@ def decide_rows(compiled: CompiledRuleset, rows: Sequence[Mapping[str, object]])
     results: list[RowDecision] = []
     with _LOCK:
         entry = _registered(core, compiled)
+        memos: dict[str, _Memo] = {}
         for start in range(0, len(rows), BATCH_ROWS):
-            results.extend(_run_batch(core, entry, rows[start:start + BATCH_ROWS]))
+            results.extend(_run_batch(core, entry, rows[start:start + BATCH_ROWS], memos))
     if len(results) != len(rows):
         raise TierError(f"rete: {len(rows)} rows in but {len(results)} results out")
     return results

@@ -456,8 +456,8 @@ def test_a_refused_batch_is_an_error_and_the_ruleset_is_registered_afresh(mini, 
 def test_a_lost_row_is_an_error_not_a_short_result(mini, monkeypatch) -> None:
     original = rete._Batch.handle
 
-    def lose_row_7(self, action, frames):
-        following = original(self, action, frames)
+    def lose_row_7(self, name, action, frames):
+        following = original(self, name, action, frames)
         if 7 < len(self.next_stage) and self.next_stage[7] == 2:
             self.next_stage[7] = 1  # as if durable had never fired stage 1 for row 7
             following = [r for r in following if r != 7]
@@ -474,10 +474,10 @@ def test_a_lost_row_is_an_error_not_a_short_result(mini, monkeypatch) -> None:
 def test_a_rule_firing_twice_is_an_error(mini, monkeypatch) -> None:
     original = rete._Batch.handle
 
-    def fire_twice(self, action, frames):
-        following = original(self, action, frames)
+    def fire_twice(self, name, action, frames):
+        following = original(self, name, action, frames)
         if action.stage == 0:
-            original(self, action, frames)  # as if durable handed the same events over again
+            original(self, name, action, frames)  # as if durable handed the same events over again
         return following
 
     monkeypatch.setattr(rete._Batch, "handle", fire_twice)
@@ -620,6 +620,32 @@ def test_rows_a_stage_cannot_tell_apart_share_one_event(mini, monkeypatch) -> No
     assert sent[0] == 6  # below 0.5, = 0.5, (0.5, 0.7), = 0.7, above 0.7, blank
     assert [r.facts["band"] for r in results] == [r.facts["band"] for r in scalar.decide_rows(mini, rows)]
     assert results[100].facts["band"] == "mid" and results[103].facts["band"] == "high"  # 0.7 is not > 0.70
+
+
+@needs_durable
+def test_rules_remember_what_they_assigned_for_values_they_saw(mini, monkeypatch) -> None:
+    """`total = amount + 1` over 6,000 rows with 8 distinct amounts: evaluated once per amount, the
+    same results as the scalar reference; a rule whose inputs never repeat stops remembering."""
+    made: list[rete._Memo] = []
+
+    class Recorded(rete._Memo):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(rete, "_Memo", Recorded)
+    rows = varied_rows(6_000)
+    results = rete.decide_rows(mini, rows)
+    expected = scalar.decide_rows(mini, rows)
+    assert [r.facts for r in results] == [e.facts for e in expected]
+    busy = [m for m in made if m.on and m.lookups >= 5_000]
+    assert busy and all(m.lookups - m.hits <= 8 * 6 for m in busy)  # ≤ 8 amounts per batch of 1,000
+
+    made.clear()
+    distinct = [row(ratio="0.9", amount=str(1000 + i)) for i in range(4_000)]
+    rete.decide_rows(mini, distinct)
+    total = [m for m in made if m.lookups + m.hits > 0 and not m.on]
+    assert total and all(m.table == {} for m in total), "a rule whose values never repeat stops remembering"
 
 
 @needs_durable

@@ -229,9 +229,14 @@ def check_expression(text: str, draw_value: Any) -> None:
     COUNTS["typed expression"] += 1
     env = {name: draw_value(kind) for name, kind in NAME_KINDS.items()}
     try:
-        ex.eval_scalar(node, env)
+        expected: object = repr(ex.eval_scalar(node, env))
     except ExpressionError:
-        pass
+        expected = ExpressionError
+    try:  # the row engines' compiled form: the same value (exponent included) or the same error
+        compiled: object = repr(ex.compile_scalar(node)(env))
+    except ExpressionError:
+        compiled = ExpressionError
+    assert compiled == expected, (text, env)
     try:
         ex.eval_vector(node, {name: _vec(kind, env[name]) for name, kind in NAME_KINDS.items()}, ex.VectorContext(1))
     except ExpressionError:

@@ -27,8 +27,8 @@ from addin import excel_values as xv
 from engine.errors import InputError
 from engine.io import find_header_row
 from engine.rows import normalize_header
+from engine.workbook_params import PARAM_SHEETS  # one list of names for the add-in and `tier fill`
 
-PARAM_SHEETS = ("参数", "Parameters")
 AUDIT_SHEET = "审计"
 CHECK_SHEET = "规则检查"
 

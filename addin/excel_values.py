@@ -31,65 +31,24 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
+
+# Blank cells, argument shapes and date serials are shared with `tier fill` (it reads the same
+# 参数 sheet from the file), so they live in the engine and are re-exported here.
+from engine.workbook_params import as_2d, excel_serial_to_date, is_blank_cell, serial_to_date_or_raw
 
 __all__ = [
     "ExcelTable", "as_2d", "as_list", "column_for_engine", "excel_serial_to_date",
     "excel_text", "is_blank_cell", "normalise_table", "row_is_blank", "serial_to_date_or_raw",
 ]
 
-_EPOCH_1900 = dt.date(1899, 12, 30)  # serial 61 = 1900-03-01; serials 1..59 are one day later
-_EPOCH_1904 = dt.date(1904, 1, 1)
-_LOTUS_PHANTOM_SERIAL = 60  # Excel shows it as 1900-02-29, a day that never existed
-_MAX_SERIAL_1900 = 2958465  # 9999-12-31
-_MAX_SERIAL_1904 = _MAX_SERIAL_1900 - 1462
 _UNIX_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _EXACT_FLOAT_INT = 2**53
 
 
-def is_blank_cell(value: object) -> bool:
-    """An empty cell as xlwings reports it: None, '' or whitespace-only text (RULESETS §0.2).
-
-    NaN counts too (a pandas-shaped caller); everything else, '#N/A' included, is a value.
-    """
-    if value is None:
-        return True
-    if value.__class__ is str:
-        return not value.strip()  # type: ignore[union-attr]
-    if value.__class__ is float:
-        return math.isnan(value)  # type: ignore[arg-type]
-    return False
-
-
 # --------------------------------------------------------------------------- shape
-def as_2d(value: Any) -> list[list[object]]:
-    """A UDF argument as a list of rows: scalar → [[v]], 1-D → one row, 2-D → rows.
-
-    A 1-D list is taken as a row because the add-in's functions take header rows and table rows;
-    xlwings only produces 1-D lists for single-row or single-column ranges without `ndim=2`.
-    Rows of a 2-D list are shared, not copied (callers that pad copy first).
-    """
-    if value is None:
-        return []
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return []
-        kinds = set(map(type, value))
-        if kinds <= {list}:
-            return value if isinstance(value, list) else list(value)
-        if kinds <= {list, tuple}:
-            return [item if item.__class__ is list else list(item) for item in value]
-        if kinds & {list, tuple}:  # mixed: lift the scalars
-            return [list(item) if isinstance(item, (list, tuple)) else [item] for item in value]
-        return [list(value)]
-    return [[value]]
-
-
 def as_list(value: Any) -> list[object]:
     """A UDF argument meant as a list of items (a row, a column, or a block) → flat list, row-major."""
     return [cell for row in as_2d(value) for cell in row]
@@ -144,46 +103,6 @@ def normalise_table(value: Any) -> ExcelTable:
 
 
 # --------------------------------------------------------------------------- dates
-def excel_serial_to_date(serial: float, date1904: bool = False) -> dt.date | None:
-    """An Excel date serial → the date Excel displays for it, or None if it is no real date.
-
-    1900 system: serial 1 = 1900-01-01 and Excel (copying Lotus 1-2-3) counts a 1900-02-29, so
-    serials up to 59 are one day later than a plain count from 1899-12-30; serial 60 is that
-    phantom day (None). 1904 system (old Mac workbooks): serial 0 = 1904-01-01. The time part
-    (the fraction) is dropped, as RULESETS §0.3 does for datetime cells.
-    """
-    if isinstance(serial, bool) or not isinstance(serial, (int, float, Decimal, np.integer, np.floating)):
-        return None
-    value = float(serial)
-    if not math.isfinite(value):
-        return None
-    day = math.floor(value)
-    if date1904:
-        if day < 0 or day > _MAX_SERIAL_1904:
-            return None
-        return _EPOCH_1904 + dt.timedelta(days=day)
-    if day < 1 or day > _MAX_SERIAL_1900 or day == _LOTUS_PHANTOM_SERIAL:
-        return None
-    return _EPOCH_1900 + dt.timedelta(days=day + (1 if day < _LOTUS_PHANTOM_SERIAL else 0))
-
-
-def serial_to_date_or_raw(cell: object, date1904: bool = False) -> object:
-    """A cell of a date column as the engine should see it.
-
-    Numbers are serials → `date`; the phantom 1900-02-29 becomes the text Excel shows for it,
-    so the engine rejects it with a message naming that (impossible) date; a number that is no
-    serial at all (negative, beyond 9999) stays as it is and the engine says why it is invalid.
-    """
-    if isinstance(cell, bool) or not isinstance(cell, (int, float, Decimal, np.integer, np.floating)):
-        return cell
-    day = excel_serial_to_date(cell, date1904)  # type: ignore[arg-type]
-    if day is not None:
-        return day
-    if not date1904 and math.isfinite(float(cell)) and math.floor(float(cell)) == _LOTUS_PHANTOM_SERIAL:
-        return "1900-02-29"
-    return cell
-
-
 _DATE_COLUMN_CELLS = frozenset({dt.datetime, dt.date, type(None), float, int, str})
 _FLOAT_CELLS = frozenset({float, type(None)})
 

@@ -34,7 +34,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,11 +42,13 @@ import pandas as pd
 from addin import excel_values as xv
 from engine import api
 from engine.compile import CompiledRuleset, render_param
-from engine.errors import InputError, ParameterError, RulesetError, TierError
+from engine.errors import InputError, RulesetError, TierError  # noqa: F401 — tg.RulesetError is caught by callers
 from engine.prepare import prepare_row
 from engine.rows import map_headers, normalize_header
-from engine.ruleset import RulesetDef, available_rulesets, resolve_ruleset_path
-from engine.values import parse_value
+from engine.ruleset import RulesetDef, available_rulesets
+
+# The 参数 sheet is read the same way by `tier fill`, so its parsing lives in the engine.
+from engine.workbook_params import ParamSet, as_of_value, read_params, resolve_ref, ruleset_row
 
 log = logging.getLogger("tierbook.addin")
 
@@ -192,124 +193,6 @@ def _params_key(params: Mapping[str, Any] | None) -> tuple:
 
 
 CACHE = RulesetCache()
-
-
-def resolve_ref(ref: Any, base_dir: str | os.PathLike | None = None) -> Path:
-    """A ruleset argument (id like `credit`, or a .yaml path) → its file.
-
-    A relative path is taken relative to the workbook's folder, never the current directory
-    (STYLE §3: the add-in does not guess paths from where Excel happened to start).
-    """
-    if xv.is_blank_cell(ref):
-        raise RulesetError("请指定规则集 / no ruleset given: use an id such as \"credit\" (see =TIER_RULESETS())")
-    text = str(ref).strip()
-    looks_like_path = text.lower().endswith((".yaml", ".yml")) or "/" in text or "\\" in text
-    if looks_like_path and not os.path.isabs(text) and base_dir:
-        text = os.path.join(os.fspath(base_dir), text)
-    return resolve_ruleset_path(text)
-
-
-# --------------------------------------------------------------------------- parameters
-_HEADER_WORDS = frozenset(normalize_header(w) for w in (
-    "参数", "参数名", "参数名称", "名称", "键", "项目", "key", "name", "parameter", "parameters", "setting"))
-_RULESET_KEYS = frozenset(normalize_header(w) for w in ("ruleset", "规则集"))
-_AS_OF_WORDS = frozenset(normalize_header(w) for w in ("as_of_date", "评估基准日", "基准日", "评估日期", "分类基准日"))
-
-
-@dataclass(frozen=True)
-class ParamSet:
-    """Parameter overrides for one ruleset from a key/value block, plus a sheet-level as_of_date."""
-
-    overrides: Mapping[str, object] = field(default_factory=dict)
-    as_of_date: object = None  # raw cell value; None = not given
-    ignored: tuple[str, ...] = ()  # keys that name nothing in this ruleset (sheet mode only)
-    ruleset: str | None = None  # a `规则集`/`ruleset` row (used by the macros)
-
-    def merged(self, other: ParamSet) -> ParamSet:
-        """`other` on top of self (the explicit argument beats the 参数 sheet)."""
-        return ParamSet(overrides={**self.overrides, **other.overrides},
-                        as_of_date=other.as_of_date if other.as_of_date is not None else self.as_of_date,
-                        ignored=self.ignored + other.ignored, ruleset=other.ruleset or self.ruleset)
-
-
-def _param_lookup(definition: RulesetDef) -> dict[str, str]:
-    index: dict[str, str] = {}
-    for param in definition.parameters:
-        for name in (param.key, param.zh, param.en):
-            if name:
-                index.setdefault(normalize_header(name), param.key)
-    return index
-
-
-def ruleset_row(rows: Any) -> str | None:
-    """The value of a `规则集`/`ruleset` row of a 参数 block, if any."""
-    for row in xv.as_2d(rows):
-        if len(row) >= 2 and not xv.is_blank_cell(row[0]) and normalize_header(row[0]) in _RULESET_KEYS:
-            return None if xv.is_blank_cell(row[1]) else str(row[1]).strip()
-    return None
-
-
-def read_params(rows: Any, definition: RulesetDef, strict: bool) -> ParamSet:
-    """Key/value rows (a 2-column range; header row optional) → overrides for `definition`.
-
-    Keys are parameter keys or their zh/en labels; `id.key` scopes a row to one ruleset (a 参数
-    sheet shared by several tables). `as_of_date` (or 评估基准日/基准日/… and the ruleset's own
-    as_of_date headers) is no parameter: it fills blank as_of_date cells. A blank value keeps
-    the default. `strict` (an explicit `params` argument) rejects unknown keys with a
-    did-you-mean; the 参数 sheet (not strict) lists them in `ignored`.
-    """
-    lookup = _param_lookup(definition)
-    as_of_words = set(_AS_OF_WORDS)
-    if any(i.key == "as_of_date" for i in definition.inputs):
-        as_of_words |= {normalize_header(h) for h in definition.input("as_of_date").headers}
-    overrides: dict[str, object] = {}
-    ignored: list[str] = []
-    as_of: object = None
-    chosen: str | None = None
-    table = xv.as_2d(rows)
-    for number, row in enumerate(table):
-        if len(row) < 2 and (not row or xv.is_blank_cell(row[0])):
-            continue
-        raw_key = row[0]
-        value = row[1] if len(row) > 1 else None
-        if xv.is_blank_cell(raw_key):
-            continue
-        text = str(raw_key).strip()
-        if number == 0 and normalize_header(text) in _HEADER_WORDS:
-            continue
-        if "." in text:
-            scope, rest = (part.strip() for part in text.split(".", 1))
-            if scope == definition.id:
-                text = rest
-            elif scope in available_rulesets():
-                continue  # a row for another ruleset's table
-        name = normalize_header(text)
-        if name in _RULESET_KEYS:
-            chosen = None if xv.is_blank_cell(value) else str(value).strip()
-            continue
-        if xv.is_blank_cell(value):
-            continue
-        if name in as_of_words:
-            as_of = value
-            continue
-        key = lookup.get(name)
-        if key is None:
-            if strict:
-                from engine.compile import coerce_param
-
-                coerce_param(definition, text, value)  # raises ParameterError with a did-you-mean
-            ignored.append(text)
-            continue
-        overrides[key] = value
-    return ParamSet(overrides=overrides, as_of_date=as_of, ignored=tuple(ignored), ruleset=chosen)
-
-
-def as_of_value(raw: object, date1904: bool = False) -> dt.date:
-    """The sheet-level as_of_date as a date (a date cell, an Excel serial or date text)."""
-    value, problem = parse_value(xv.serial_to_date_or_raw(raw, date1904), "date")
-    if problem or not isinstance(value, dt.date):
-        raise ParameterError(f"参数 as_of_date 的值无效 / parameter as_of_date: {problem or repr(raw)}")
-    return value
 
 
 # --------------------------------------------------------------------------- evaluating a table

@@ -176,7 +176,8 @@ def cmd_fill(args: argparse.Namespace) -> int:
     from engine.fill import fill_workbook
 
     report = fill_workbook(args.workbook, args.ruleset, sheet=args.sheet, output=args.output,
-                           params=_params(args.param), values=args.values, engine=args.engine)
+                           params=_params(args.param), values=args.values, engine=args.engine,
+                           sheet_params=args.sheet_params)
     print(report.summary(), file=sys.stderr)
     return EXIT_OK
 
@@ -250,10 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_fill = sub.add_parser("fill", help="fill the output columns of a workbook's table in place (.xlsx/.xlsm)")
     p_fill.add_argument("workbook", help=".xlsx or .xlsm workbook whose table has the ruleset's input headers")
-    p_fill.add_argument("--ruleset", "-r", required=True, help="ruleset id or path to a .yaml file")
+    p_fill.add_argument("--ruleset", "-r", help="ruleset id or path to a .yaml file (default: the 规则集 row of the "
+                                                "workbook's 参数 sheet)")
     p_fill.add_argument("--sheet", help="sheet holding the table (default: the first sheet that has one)")
     p_fill.add_argument("-o", "--output", help="write a new workbook instead of replacing WORKBOOK")
-    p_fill.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    p_fill.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter (beats the workbook's 参数 sheet); as_of_date=YYYY-MM-DD fills "
+                             "blank as_of_date cells for the evaluation")
+    p_fill.add_argument("--no-sheet-params", dest="sheet_params", action="store_false",
+                        help="ignore the workbook's 参数 / Parameters sheet")
     p_fill.add_argument("--values", action="store_true", help="overwrite output cells that hold formulas")
     p_fill.add_argument("--engine", choices=["vector", "rete"], default="vector")
     p_fill.set_defaults(func=cmd_fill)

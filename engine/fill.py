@@ -23,6 +23,7 @@ come back with all of that intact. So this module edits the package surgically:
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import math
@@ -41,10 +42,21 @@ import pandas as pd
 
 from engine import api
 from engine import io as tio
-from engine.errors import InputError, TierError
+from engine.compile import CompiledRuleset, coerce_param, render_param
+from engine.errors import InputError, ParameterError, RulesetError, TierError
 from engine.rows import alias_index, map_headers, normalize_header
+from engine.ruleset import RulesetDef
+from engine.workbook_params import (
+    PARAM_SHEETS,
+    ParamSet,
+    as_of_value,
+    is_as_of_name,
+    read_params,
+    resolve_ref,
+    ruleset_row,
+)
 
-__all__ = ["FillReport", "fill_workbook", "IMPLICIT_OUTPUTS"]
+__all__ = ["IMPLICIT_OUTPUTS", "FillReport", "ParamsApplied", "fill_workbook"]
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 STRICT_NS = "http://purl.oclc.org/ooxml/spreadsheetml/main"
@@ -71,6 +83,51 @@ _ILLEGAL_XML_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|_(?=x[0-9
 
 
 @dataclass(frozen=True)
+class ParamsApplied:
+    """Where a fill's ruleset, parameters and as_of_date came from: the 参数 sheet or the caller.
+
+    The summary line says it, so an analyst can see that the workbook's own settings were used
+    (the add-in's button records the same in its 审计 row).
+    """
+
+    ruleset: str = ""
+    ruleset_from_sheet: bool = False  # no --ruleset: the 参数 sheet's 规则集 row named it
+    ruleset_conflict: str | None = None  # the 规则集 row's text when --ruleset named another ruleset
+    sheet: str | None = None  # the 参数 / Parameters sheet read (None: the workbook has none)
+    from_sheet: tuple[str, ...] = ()  # 'key=value' the sheet changed (not beaten by --param)
+    at_default: int = 0  # sheet rows whose value is the default anyway
+    from_caller: tuple[str, ...] = ()  # 'key=value' from --param
+    beaten: tuple[str, ...] = ()  # keys the sheet set and --param overrode
+    ignored: tuple[str, ...] = ()  # sheet keys that name no parameter of the ruleset
+    as_of_date: str | None = None  # the sheet-level as_of_date (YYYY-MM-DD)
+    as_of_from_caller: bool = False
+    as_of_filled: int = 0  # blank as_of_date cells graded with it (the cells stay blank)
+
+    def parts(self) -> list[str]:
+        found: list[str] = []
+        if self.ruleset_from_sheet:
+            found.append(f"规则集 {self.ruleset} 取自参数表 / ruleset {self.ruleset} from the {self.sheet} sheet")
+        if self.ruleset_conflict is not None:
+            found.append(f"参数表的规则集行为 {self.ruleset_conflict!r}, 已按 --ruleset 使用 {self.ruleset} / the "
+                         f"{self.sheet} sheet's 规则集 row names {self.ruleset_conflict!r}; --ruleset {self.ruleset} used")
+        if self.sheet is not None and (self.from_sheet or self.at_default or self.beaten):
+            changed = ", ".join(self.from_sheet) if self.from_sheet else "无 / none changed"
+            same = f" (另 {self.at_default} 项同默认值 / {self.at_default} more at their defaults)" \
+                if self.at_default else ""
+            found.append(f"参数表 {self.sheet} / parameters from sheet {self.sheet!r}: {changed}{same}")
+        if self.from_caller:
+            over = f" (覆盖参数表 / over the sheet: {', '.join(self.beaten)})" if self.beaten else ""
+            found.append(f"命令行参数 / parameters from --param: {', '.join(self.from_caller)}{over}")
+        if self.as_of_date is not None:
+            where = "--param" if self.as_of_from_caller else f"参数表 / sheet {self.sheet!r}"
+            found.append(f"基准日 / as_of_date {self.as_of_date} ({where}): 用于 {self.as_of_filled} 个空白单元格, "
+                         f"不写入 / graded {self.as_of_filled} blank cell(s), left blank")
+        if self.ignored:
+            found.append(f"已忽略 / ignored (no parameter of {self.ruleset}): {', '.join(self.ignored)}")
+        return found
+
+
+@dataclass(frozen=True)
 class FillReport:
     """What a fill did: where, how many rows, which cells, what it refused to overwrite."""
 
@@ -84,6 +141,7 @@ class FillReport:
     columns_added: tuple[str, ...]
     formula_columns_kept: tuple[str, ...]
     changed: bool
+    params: ParamsApplied = field(default_factory=ParamsApplied)
 
     def summary(self) -> str:
         parts = [f"{self.rows} rows on {self.sheet!r} → {self.path}: OK {self.ok}, ERROR {self.error}",
@@ -93,6 +151,7 @@ class FillReport:
         if self.formula_columns_kept:
             parts.append("公式列保留 / formula columns kept (use --values to overwrite): "
                          + ", ".join(self.formula_columns_kept))
+        parts += self.params.parts()
         return "; ".join(parts)
 
 
@@ -580,14 +639,148 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and value == ""
 
 
+# --------------------------------------------------------------------------- the 参数 sheet
+@dataclass(frozen=True)
+class _ParamBlock:
+    """The key/value rows of the 参数 / Parameters sheet and where they sit (for messages)."""
+
+    sheet: str
+    first_row: int  # sheet row of rows[0]
+    first_col: int  # sheet column of the keys; values are one to the right
+    rows: list[list[Any]]
+
+    def cell(self, index: int) -> str:
+        """A1 reference of the value cell of block row `index`."""
+        return f"{column_letter(self.first_col + 1)}{self.first_row + index}"
+
+
+def _param_block(package: _Package) -> _ParamBlock | None:
+    """The first two columns of the 参数 sheet's used range, as the add-in reads them through xlwings.
+
+    The used range starts at the first row and column holding any cell (formatted empty cells
+    included, as Excel counts them); its first row may be a header row, which `read_params` skips.
+    """
+    wanted = {name.strip().casefold() for name in PARAM_SHEETS}
+    for name, part in package.sheets:
+        if name.strip().casefold() not in wanted:
+            continue
+        sheet = _Sheet(package, name, part)
+        cells = [cell for row in sheet.rows.values() for cell in row.cells]
+        if not cells:
+            return _ParamBlock(name, 1, 1, [])
+        first_row, last_row = min(c.row for c in cells), max(c.row for c in cells)
+        first_col = min(c.col for c in cells)
+        rows = [[sheet.value(r, first_col), sheet.value(r, first_col + 1)] for r in range(first_row, last_row + 1)]
+        return _ParamBlock(name, first_row, first_col, rows)
+    return None
+
+
+def _same_ruleset(text: str, definition: RulesetDef, folder: Path) -> bool:
+    if text == definition.id:
+        return True
+    try:
+        named = resolve_ref(text, folder)
+    except RulesetError:
+        return False
+    return definition.path is not None and Path(named).resolve() == Path(definition.path).resolve()
+
+
+def _settings(package: _Package, block: _ParamBlock | None, explicit: RulesetDef | None, ruleset: Any,
+              params: Mapping[str, Any]) -> tuple[CompiledRuleset, dt.date | None, ParamsApplied]:
+    """The compiled ruleset, the sheet-level as_of_date and what came from where.
+
+    Lowest to highest: the ruleset's defaults, the 参数 sheet, `params` (the command line) — the
+    add-in's order with `params` in the place of a UDF's explicit params range.
+    """
+    name = package.path.name
+    rows = block.rows if block is not None else []
+    named = ruleset_row(rows)
+    if explicit is not None:
+        definition = explicit
+    elif named:
+        definition = api.load_ruleset(resolve_ref(named, package.path.parent))
+    else:
+        where = f"参数表 {block.sheet!r} 没有规则集行 / the {block.sheet!r} sheet has no 规则集 row" if block else \
+            "工作簿没有参数表 / the workbook has no 参数 sheet"
+        raise InputError(f"{name}: 未指定规则集 / no ruleset given: use --ruleset, or add a row 规则集 | <id> to the "
+                         f"参数 sheet ({where})")
+    sheet = read_params(rows, definition, strict=False) if block is not None else ParamSet()
+
+    def at(key: str) -> str:
+        """Where the sheet's value for `key` sits: `book.xlsx [参数] 第 5 行 / row 5 (B5)`."""
+        assert block is not None  # only keys read from a block have a row
+        index = sheet.rows.get(key, 0)
+        row = block.first_row + index
+        return f"{name} [{block.sheet}] 第 {row} 行 / row {row} ({block.cell(index)})"
+
+    # A compiled ruleset passed in keeps its own overrides: they are the caller's, like `params`.
+    given = dict(ruleset.overridden) if isinstance(ruleset, CompiledRuleset) else {}
+    given.update(params)
+    caller = {str(k): v for k, v in given.items() if not is_as_of_name(k, definition)}
+    caller_as_of = next((v for k, v in given.items() if is_as_of_name(k, definition)), None)
+    kept = {k: v for k, v in sheet.overrides.items() if k not in caller}
+    for key, raw in kept.items():  # a bad cell is named where it is, not as a bare parameter
+        try:
+            coerce_param(definition, key, raw)
+        except ParameterError as exc:
+            raise ParameterError(f"{at(key)}: {exc}") from exc
+    compiled = api.compile(definition, {**kept, **caller})
+
+    as_of: dt.date | None = None
+    has_as_of = any(i.key == "as_of_date" for i in definition.inputs)
+    raw_as_of = caller_as_of if caller_as_of is not None else sheet.as_of_date
+    if has_as_of and raw_as_of is not None:
+        try:
+            as_of = as_of_value(raw_as_of, package.date1904)
+        except ParameterError as exc:
+            where = "--param as_of_date" if caller_as_of is not None else at("as_of_date")
+            raise ParameterError(f"{where}: {exc}") from exc
+
+    conflict = named if explicit is not None and named and not _same_ruleset(named, definition,
+                                                                            package.path.parent) else None
+    from_sheet = tuple(f"{k}={render_param(compiled.params[k])}" for k in kept if k in compiled.overridden)
+    applied = ParamsApplied(
+        ruleset=definition.id, ruleset_from_sheet=explicit is None, ruleset_conflict=conflict,
+        sheet=block.sheet if block is not None else None, from_sheet=from_sheet,
+        at_default=sum(1 for k in kept if k not in compiled.overridden),
+        from_caller=tuple(f"{k}={render_param(compiled.params[k])}" for k in caller if k in compiled.params),
+        beaten=tuple(k for k in sheet.overrides if k in caller), ignored=sheet.ignored,
+        as_of_date=as_of.isoformat() if as_of is not None else None, as_of_from_caller=caller_as_of is not None)
+    return compiled, as_of, applied
+
+
+def _fill_as_of(frame: pd.DataFrame, layout: _Layout, present: np.ndarray, as_of: dt.date) -> int:
+    """Blank as_of_date cells of the frame (or a whole column when the table has none) → `as_of`.
+
+    Only the frame the engine sees changes; the workbook's cells stay blank (the add-in does the
+    same). Returns how many cells of graded rows were filled.
+    """
+    if "as_of_date" not in layout.inputs:
+        frame["as_of_date"] = pd.Series([as_of] * len(frame), index=frame.index, dtype=object)
+        return int(present.sum())
+    header = layout.headers[layout.inputs["as_of_date"]]
+    blank = np.array([_blank(v) for v in frame[header].tolist()], dtype=bool)
+    if blank.any():
+        column = frame[header].to_numpy(dtype=object, copy=True)
+        column[blank] = as_of
+        frame[header] = pd.Series(column, index=frame.index, dtype=object)
+    return int((blank & present).sum())
+
+
 # --------------------------------------------------------------------------- the fill
-def fill_workbook(path: str | Path, ruleset: Any, sheet: str | None = None, output: str | Path | None = None,
+def fill_workbook(path: str | Path, ruleset: Any = None, sheet: str | None = None, output: str | Path | None = None,
                   params: Mapping[str, Any] | None = None, values: bool = False,
-                  engine: str = "vector") -> FillReport:
+                  engine: str = "vector", sheet_params: bool = True) -> FillReport:
     """Fill the output columns of the ruleset's table on a sheet; keep everything else byte-identical.
 
     `output` writes a new file and leaves `path` untouched; otherwise `path` is replaced atomically
     (and not written at all when nothing changes). `values=True` replaces output formulas by values.
+
+    The workbook's 参数 / Parameters sheet is honoured as the add-in's fill button honours it
+    (`engine.workbook_params`; `sheet_params=False` ignores it): its parameter rows override the
+    defaults, its 规则集 row names the ruleset when `ruleset` is None, and its as_of_date fills
+    blank as_of_date cells for the evaluation only. `params` beat the sheet; an `as_of_date`
+    entry (or 评估基准日 …) there replaces the sheet's as_of_date.
     """
     source = Path(path)
     if source.suffix.lower() not in (".xlsx", ".xlsm"):
@@ -597,10 +790,13 @@ def fill_workbook(path: str | Path, ruleset: Any, sheet: str | None = None, outp
     target = Path(output) if output is not None else source
     if target.suffix.lower() != source.suffix.lower():
         raise InputError(f"输出须与输入同类型 / -o must keep the workbook type ({source.suffix}), got {target.name!r}")
-    compiled = api.compile(ruleset, params)
-    definition = compiled.definition
+    explicit = api.load_ruleset(ruleset.definition if isinstance(ruleset, CompiledRuleset) else ruleset) \
+        if ruleset is not None else None  # an unknown --ruleset fails before the workbook is read
     package = _Package(source)
-    work, layout = _choose_sheet(package, definition, sheet)
+    block = _param_block(package) if sheet_params else None
+    compiled, as_of, applied = _settings(package, block, explicit, ruleset, params or {})
+    definition = compiled.definition
+    work, layout = _choose_sheet(package, definition, sheet, as_of_given=as_of is not None)
 
     # ---- evaluate the data rows (blank rows are skipped: nothing to grade)
     data_rows = list(range(layout.first_row, layout.last_row + 1))
@@ -608,6 +804,9 @@ def fill_workbook(path: str | Path, ruleset: Any, sheet: str | None = None, outp
                           for _key, col in layout.inputs.items()}, dtype=object)
     present = np.array([any(not _blank(work.value(r, col)) for col in layout.inputs.values()) for r in data_rows],
                        dtype=bool)
+    if as_of is not None:  # for the evaluation only: the frame, never the cells
+        filled = _fill_as_of(frame, layout, present, as_of)
+        applied = dataclasses.replace(applied, as_of_filled=filled)
     result = api.evaluate(compiled, frame[present].reset_index(drop=True), engine=engine, sheet=work.name) \
         if present.any() else None
 
@@ -693,7 +892,7 @@ def fill_workbook(path: str | Path, ruleset: Any, sheet: str | None = None, outp
         changed_parts.update(patched)
     report = FillReport(target, work.name, layout.header_row, int(present.sum()), ok_count, err_count, written,
                         tuple(added), tuple(header for _col, header in sorted(kept)),
-                        bool(changed_parts))
+                        bool(changed_parts), applied)
     if not changed_parts:
         if target.resolve() != source.resolve():
             with tio.atomic_path(target) as tmp:
@@ -731,7 +930,8 @@ def _payload(value: Any, kind: str, sheet: _Sheet, row: int, col: int, package: 
     return ("inlineStr", str(value))
 
 
-def _choose_sheet(package: _Package, definition: Any, sheet: str | None) -> tuple[_Sheet, _Layout]:
+def _choose_sheet(package: _Package, definition: Any, sheet: str | None,
+                  as_of_given: bool = False) -> tuple[_Sheet, _Layout]:
     names = [name for name, _part in package.sheets]
     if sheet is not None and sheet not in names:
         raise InputError(f"{package.path.name}: 没有工作表 {sheet!r} / no worksheet {sheet!r}; sheets: {', '.join(names)}")
@@ -742,7 +942,9 @@ def _choose_sheet(package: _Package, definition: Any, sheet: str | None) -> tupl
         layout = _locate(work, definition)
         if layout is None:
             continue
-        missing = [key for key in (i.key for i in definition.inputs if i.required is True) if key not in layout.inputs]
+        # a sheet-level as_of_date stands in for a missing as_of_date column, as in the add-in
+        missing = [key for key in (i.key for i in definition.inputs if i.required is True)
+                   if key not in layout.inputs and not (as_of_given and key == "as_of_date")]
         if missing:
             labels = ", ".join(f"{definition.input(k).zh or k} ({k})" for k in missing)
             raise InputError(f"{package.path.name} [{name}]: 缺少必填列 / required input columns are missing: {labels}")

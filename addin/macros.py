@@ -242,13 +242,17 @@ def _fill(book: Any, ruleset: str | None, keep_formulas: bool) -> FillSummary:
         digest=compiled.digest, rows=counts["rows"], ok=counts["OK"], error=counts["ERROR"], blank=counts["blank"],
         written=tuple(written), created=tuple(c.header for c in missing), kept=tuple(kept), replaced=tuple(replaced),
         params=tg.changed_params_text(compiled), seconds=time.perf_counter() - started)
-    _audit(book, summary, params, compiled)
+    _audit(book, summary, params, compiled, context.date1904)
     return summary
 
 
-def _audit(book: Any, summary: FillSummary, params: tg.ParamSet, compiled: CompiledRuleset) -> None:
-    """One row on the 审计 sheet: enough to reproduce the run (ruleset content digest + parameters)."""
-    as_of = "" if params.as_of_date is None else tg.as_of_value(params.as_of_date).isoformat()
+def _audit(book: Any, summary: FillSummary, params: tg.ParamSet, compiled: CompiledRuleset,
+           date1904: bool = False) -> None:
+    """One row on the 审计 sheet: enough to reproduce the run (ruleset content digest + parameters).
+
+    The as-of date is converted with the workbook's date system, as the grading did (a serial in
+    a 1904 workbook is four years and a day later than the same serial in a 1900 one)."""
+    as_of = "" if params.as_of_date is None else tg.as_of_value(params.as_of_date, date1904).isoformat()
     row = [dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), summary.sheet, summary.table, compiled.id,
            compiled.version, compiled.digest, summary.params, as_of, summary.rows, summary.ok, summary.error,
            summary.blank, ", ".join(summary.written), ", ".join(summary.created), ", ".join(summary.kept),

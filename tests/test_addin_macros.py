@@ -86,6 +86,18 @@ def test_fill_writes_only_the_output_columns_and_evaluates_every_row():
     assert (4, date_col, "yyyy-mm-dd") in sheet.format_writes
 
 
+def test_audit_row_reads_a_serial_as_of_date_in_the_workbook_s_date_system():
+    """A 1904 workbook's serial 43646 is 2023-07-01, not 2019-06-30: the audit row says the date
+    the rows were graded with."""
+    for date1904, expected in ((False, "2019-06-30"), (True, "2023-07-01")):
+        book, _sheet = review_book([loan("G1", 0.0, as_of=None)], params=[["as_of_date", 43646.0]])
+        book.api.Date1904 = date1904
+        macros.fill_tiers(book=book)
+        rows = excel_io.read_values(book.sheet("审计").used_range)
+        record = dict(zip(rows[0], rows[1], strict=True))
+        assert record["基准日(参数表)"] == expected
+
+
 def test_fill_records_an_audit_row_and_shows_progress():
     book, _sheet = review_book([loan("G1", 120.0), loan("G2", 0.0)],
                                params=[["risk_visit_interval_days", 10.0], ["as_of_date", "2024-06-30"],

@@ -855,7 +855,10 @@ def _read(path: str | os.PathLike, compiled: CompiledRuleset, sheet: str | None)
     known = set(alias_index(compiled.definition))
     for o in compiled.definition.outputs:
         known |= {_norm(n) for n in (o.key, o.zh, o.en) if n}
-    return tio.read_table(path, sheet=sheet, known_headers=known)
+    frame = tio.read_table(path, sheet=sheet, known_headers=known)
+    # a header clash found later, on the frame, could not say which of the two files it is in
+    map_headers(frame.columns, compiled.definition, sheet=sheet or "", source=Path(path).name)
+    return frame
 
 
 def _report_as_of(table: QuarterTable, override: dt.date | None, quarter: str, warnings: list[str]) -> dt.date | None:

@@ -311,3 +311,22 @@ def test_blank_cells_of_nullable_parquet_columns_are_written_empty(tmp_path: Pat
         ["", "2024-06-30", "2024-01-01", "", "", "1.0"],  # a float cell as pandas writes floats
         ["G3", "2024-06-30", "2024-01-01", "FALSE", "3", "2.0"],
     ]
+
+
+def test_report_names_the_file_with_a_header_clash(tmp_path: Path, capsys) -> None:
+    """`tier report` reads two tables: a header clash says which file (and sheet) it is in."""
+    import pandas as pd
+
+    root = Path(__file__).resolve().parent.parent / "workbook_templates" / "examples"
+    current = root / "guarantee_loans.csv"
+    frame = pd.read_csv(current, dtype=str, encoding="utf-8-sig")
+    frame["overdue_days"] = frame["主债务逾期天数(天)"]  # the key next to its Chinese alias: one input twice
+    previous = tmp_path / "上季.xlsx"
+    frame.to_excel(previous, sheet_name="上季在保", index=False)
+    target = tmp_path / "report.xlsx"
+    code = cli.main(["report", "--ruleset", "guarantee", "--current", str(current), "--previous", str(previous),
+                     "-o", str(target)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "上季.xlsx" in err and "overdue_days" in err and "guarantee_loans.csv" not in err
+    assert not target.exists()

@@ -754,6 +754,8 @@ class _Batch:
                                               f"{stage.decision.id})") from None
                 else:
                     value = field.compute(env)  # type: ignore[misc]
+                if type(value) is Decimal and not value.is_finite():  # type: ignore[union-attr]
+                    value = ex.Literal(value).value  # as eval_scalar reads it: NaN is blank, ±Infinity an error
                 if value is None:  # blank: absent, so every comparison on it is false
                     values.append(None)
                     regions.append(None)
@@ -856,11 +858,15 @@ class _Batch:
                 else:
                     seen = tuple([env.get(name, _ABSENT) for name in reads])  # type: ignore[union-attr]
                     memo.lookups += 1
-                    values = memo.table.get(seen)
+                    try:
+                        values = memo.table.get(seen)
+                    except TypeError:  # an unhashable value (not of the value model): no memo for it
+                        seen, values = None, None
                     if values is None:
                         for key, compute in assignments:
                             env[key] = compute(env)
-                        memo.table[seen] = tuple([env[key] for key, _compute in assignments])
+                        if seen is not None:
+                            memo.table[seen] = tuple([env[key] for key, _compute in assignments])
                     else:
                         memo.hits += 1
                         for (key, _compute), value in zip(assignments, values):

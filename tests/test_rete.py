@@ -648,6 +648,28 @@ def test_rules_remember_what_they_assigned_for_values_they_saw(mini, monkeypatch
     assert total and all(m.table == {} for m in total), "a rule whose values never repeat stops remembering"
 
 
+def _outcome(engine, compiled, rows) -> object:
+    try:
+        return [(r.facts, r.fired) for r in engine.decide_rows(compiled, rows)]
+    except ExpressionError as exc:
+        return ExpressionError, str(exc)
+
+
+@needs_durable
+@pytest.mark.parametrize("bad", [["not", "hashable"], Decimal("sNaN"), Decimal("NaN"), Decimal("-Infinity")])
+def test_a_value_outside_the_model_behaves_as_in_the_scalar_engine(mini, bad) -> None:
+    """A caller's raw row with a value the rows stage never makes (a list, a NaN, an infinity):
+    what the reference engine does (NaN is blank; others an ExpressionError), never a TypeError
+    or InvalidOperation from hashing or ordering it for the memo or the event groups."""
+    rows = varied_rows(3_000)
+    rows[2_500] = {**rows[2_500], "amount": bad}
+    expected = _outcome(scalar, mini, rows)
+    got = _outcome(rete, mini, rows)
+    assert (got[0] is ExpressionError) == (expected[0] is ExpressionError)
+    if expected[0] is not ExpressionError:
+        assert got == expected
+
+
 @needs_durable
 def test_least_recently_used_rulesets_are_deleted(mini, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(rete, "_MAX_RULESETS", 2)

@@ -145,8 +145,10 @@ def _memo_keys(cells: Sequence[object]) -> list[object] | None:
         kind = type(cell)
         if kind not in _MEMO_TYPES:
             keys.append(None)
-        elif kind is float or kind is np.float64:
-            keys.append(_NAN_KEY if cell != cell else (kind, cell, math.copysign(1.0, cell)) if cell == 0 else (kind, cell))
+        elif cell != cell:  # NaN, NaT: blank, all alike (as distinct keys they would pile up in one hash bucket)
+            keys.append(_NAN_KEY)
+        elif (kind is float or kind is np.float64) and cell == 0:
+            keys.append((kind, cell, math.copysign(1.0, cell)))
         else:
             keys.append((kind, cell))
     return keys

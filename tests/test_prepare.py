@@ -50,7 +50,7 @@ LOOK_ALIKES = [
     pd.NA, pd.NaT, Decimal("NaN"), 1e300, -1e-300, "是", "否", "Y", False, 0, np.bool_(False),
     pd.Timestamp("2024-03-31 23:30", tz="Asia/Shanghai"), pd.Timestamp("2024-03-31 15:30", tz="UTC"),
     pd.Timestamp("2024-03-31 23:30"), dt.datetime(2024, 3, 31, 23, 30), dt.date(2024, 3, 31),
-    np.datetime64("2024-03-31"), np.datetime64("2024-03-31T23:30"), "2024-03-31", "2024/3/31",
+    np.datetime64("2024-03-31"), np.datetime64("2024-03-31T23:30"), np.datetime64("NaT"), "2024-03-31", "2024/3/31",
     "2024-02-30", dt.timedelta(days=3), np.timedelta64(3, "D"), "abc", "abc", 1_000_000_000_000_000_000_000,
 ]
 

@@ -1253,18 +1253,8 @@ def _compiled(node: Node) -> ScalarFunction:  # noqa: C901 - one branch per node
         return read
     if isinstance(node, Compare):
         return _compiled_compare(node)
-    if isinstance(node, And):
-        items = tuple(_compiled(item) for item in node.items)
-        if len(items) == 2:
-            first, second = items
-            return lambda env: first(env) is True and second(env) is True
-        return lambda env: all(item(env) is True for item in items)
-    if isinstance(node, Or):
-        items = tuple(_compiled(item) for item in node.items)
-        if len(items) == 2:
-            first, second = items
-            return lambda env: first(env) is True or second(env) is True
-        return lambda env: any(item(env) is True for item in items)
+    if isinstance(node, (And, Or)):
+        return _compiled_junction(node)
     if isinstance(node, Not):
         operand = _compiled(node.operand)
         return lambda env: operand(env) is not True
@@ -1321,6 +1311,19 @@ def _compiled_compare(node: Compare) -> ScalarFunction:
             raise TypeError(f"cannot compare {value!r} with {constant!r}")
         return bool(test(value, constant))
     return compare
+
+
+def _compiled_junction(node: And | Or) -> ScalarFunction:
+    """`and`/`or`, two-valued and short-circuit like `_scalar`; two items (the usual case) unrolled."""
+    items = tuple(_compiled(item) for item in node.items)
+    conjunction = isinstance(node, And)
+    if len(items) == 2:
+        first, second = items
+        if conjunction:
+            return lambda env: first(env) is True and second(env) is True
+        return lambda env: first(env) is True or second(env) is True
+    every = all if conjunction else any
+    return lambda env: every(item(env) is True for item in items)
 
 
 def _compiled_in_list(node: InList) -> ScalarFunction:
